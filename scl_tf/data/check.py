@@ -1,0 +1,123 @@
+"""Scan a dataset and report every problem at once, with per-split counts and class shares.
+
+    python -m scl_tf.data.check --dataset=camvid --data_dir=data/camvid_mini
+
+Every image and label is decoded in full (corrupt or truncated files, image/label size
+mismatches, label values the dataset does not define, unpaired files, empty or missing splits).
+Exits with status 1 if anything is wrong.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sys
+
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+from scl_tf import config as config_lib
+from scl_tf.data import datasets
+from scl_tf.data.datasets import DatasetError, Sample
+from scl_tf.data.labels import LabelSpec
+
+REQUIRED_SPLITS = ("train", "val")
+
+
+def _decode(path: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image), None
+    except (OSError, SyntaxError, ValueError) as error:
+        return None, f"corrupt or truncated: {path}: {error}"
+
+
+def scan_sample(sample: Sample, spec: LabelSpec) -> tuple[list[str], np.ndarray]:
+    """Decodes one image (and label); returns (problems, int64 [C + 1] pixel counts per train
+    id, the last entry counting ignored pixels)."""
+    counts = np.zeros(spec.num_classes + 1, np.int64)
+    image, problem = _decode(sample.image)
+    problems = [problem] if problem else []
+    if sample.label is None:
+        return problems, counts
+    label, problem = _decode(sample.label)
+    if problem:
+        return problems + [problem], counts
+    if label.ndim != 2 or label.dtype != np.uint8:
+        return problems + [f"label {sample.label} is not an 8-bit single-channel map "
+                           f"(shape {label.shape}, {label.dtype})"], counts
+    if image is not None and image.shape[:2] != label.shape:
+        problems.append(f"size mismatch: image {sample.image} is {image.shape[1]}x"
+                        f"{image.shape[0]} but label {sample.label} is {label.shape[1]}x"
+                        f"{label.shape[0]} (WxH)")
+    train_ids = spec.value_to_train_id[label]
+    if (train_ids < 0).any():
+        bad = np.unique(label[train_ids < 0]).tolist()
+        problems.append(f"label {sample.label} holds values the dataset does not define: {bad}")
+    scored = train_ids[(train_ids >= 0) & (train_ids < spec.num_classes)]
+    counts[: spec.num_classes] = np.bincount(scored, minlength=spec.num_classes)
+    counts[-1] = label.size - scored.size
+    return problems, counts
+
+
+def scan(samples: list[Sample], spec: LabelSpec) -> tuple[list[str], np.ndarray]:
+    """scan_sample over many samples in threads; problems in file order, summed counts."""
+    problems, total = [], np.zeros(spec.num_classes + 1, np.int64)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        for found, counts in pool.map(lambda sample: scan_sample(sample, spec), samples):
+            problems.extend(found)
+            total += counts
+    return problems, total
+
+
+def find_unreadable(paths: list[str]) -> list[str]:
+    """The paths among `paths` that do not decode (for naming the file behind a decode error
+    raised inside tf.data)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return [problem for _, problem in pool.map(_decode, paths) if problem]
+
+
+def _report(config: config_lib.DataConfig) -> list[str]:
+    """Prints counts and class shares per split; returns every problem found."""
+    spec = datasets.label_spec(config)
+    splits = datasets.existing_splits(config)
+    problems = [f"split {split!r} is missing" for split in REQUIRED_SPLITS if split not in splits]
+    for split in splits:
+        try:
+            samples = datasets.find_pairs(config, split)
+        except DatasetError as error:
+            problems.append(str(error))
+            continue
+        found, counts = scan(samples, spec)
+        problems.extend(found)
+        shares = counts / max(counts.sum(), 1)
+        print(f"\n{split}: {len(samples)} pairs, {len(found)} problem(s); pixel shares:")
+        for name, share in zip(spec.class_names + ("(ignored)",), shares):
+            print(f"  {name:<20} {100 * share:6.2f} %")
+    try:
+        extra = datasets.find_extra_unlabeled(config)
+    except DatasetError as error:
+        problems.append(str(error))
+        extra = []
+    if extra:
+        found = find_unreadable(extra)
+        problems.extend(found)
+        print(f"\nextra unlabeled: {len(extra)} images, {len(found)} problem(s)")
+    return problems
+
+
+def main(argv):
+    del argv
+    try:
+        problems = _report(config_lib.data_from_flags(flags.FLAGS))
+    except (config_lib.ConfigError, DatasetError) as error:
+        sys.exit(f"error: {error}")
+    if problems:
+        print(f"\n{len(problems)} problem(s):", *problems, sep="\n  ")
+        sys.exit(1)
+    print("\nNo problems found.")
+
+
+if __name__ == "__main__":
+    app.run(main)

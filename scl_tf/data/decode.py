@@ -1,0 +1,50 @@
+"""Reading images and label maps inside tf.data, with errors that name the file.
+
+TensorFlow's own decoders reject a corrupt file without saying which one; the checks here run
+first and put the path in the message: a PNG must end with its IEND chunk (a truncated copy does
+not), and every label value must be one the dataset defines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _read_checked(path: tf.Tensor) -> tf.Tensor:
+    """The file's bytes; fails naming `path` if it is a PNG without its end chunk."""
+    data = tf.io.read_file(path)
+    size = tf.strings.length(data)
+    is_png = tf.strings.substr(data, 0, len(PNG_SIGNATURE)) == PNG_SIGNATURE
+    tail = tf.strings.substr(data, tf.maximum(size - len(PNG_END), 0), len(PNG_END))
+    complete = tf.logical_or(tf.logical_not(is_png), tail == PNG_END)
+    check = tf.debugging.Assert(complete, ["Truncated or corrupt PNG file:", path])
+    with tf.control_dependencies([check]):
+        return tf.identity(data)
+
+
+def read_image(path: tf.Tensor) -> tf.Tensor:
+    """PNG or JPEG file -> float32 [H, W, 3] RGB in [0, 255]."""
+    image = tf.io.decode_image(_read_checked(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return tf.cast(image, tf.float32)
+
+
+def read_label(path: tf.Tensor, value_to_train_id: np.ndarray) -> tf.Tensor:
+    """8-bit label PNG -> int32 [H, W] train ids (255 = ignore).
+
+    Fails naming `path` and the offending values if the file holds a value that
+    `value_to_train_id` marks as undefined (negative).
+    """
+    values = tf.io.decode_png(_read_checked(path), channels=1)[..., 0]
+    train_ids = tf.gather(tf.constant(value_to_train_id, tf.int32), tf.cast(values, tf.int32))
+    undefined = train_ids < 0
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(undefined)),
+        ["Label file", path, "holds values the dataset does not define:",
+         tf.unique(tf.boolean_mask(values, undefined))[0]], summarize=16)
+    with tf.control_dependencies([check]):
+        return tf.identity(train_ids)

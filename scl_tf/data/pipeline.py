@@ -1,0 +1,201 @@
+"""tf.data pipelines: the semi-supervised training stream and the validation stream.
+
+A training element holds one global batch of each kind:
+
+    {"labeled":   {"image": float32 [B_l, h, w, 3], "label": int32 [B_l, h, w]},
+     "unlabeled": {"u_a": float32 [B_u, h, w, 3], "u_b": float32 [B_u, h, w, 3],
+                   "boxes": int32 [B_u, N, 4]}}
+
+with B = per-replica batch size * replicas, ready for `strategy.experimental_distribute_dataset`,
+which splits it along the batch axis. Images are RGB in [0, 255] (the models normalise), labels
+are train ids with 255 = ignore, boxes are CutMix boxes (masks are built in the train step).
+Every random choice is a stateless function of (seed, element number), so a seed fixes the stream
+whatever the parallelism.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from scl_tf.config import DataConfig, PipelineConfig
+from scl_tf.data import augment, class_uniform, cutmix, datasets, decode, splits
+from scl_tf.data.datasets import DatasetError, Sample
+from scl_tf.data.labels import LabelSpec
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainFiles:
+    """The files of a semi-supervised run."""
+
+    spec: LabelSpec
+    root: str
+    labeled: list[Sample]
+    unlabeled: list[str]
+
+
+def data_root(config: DataConfig) -> str:
+    """The folder that names in lists and caches are relative to."""
+    return config.image_dir if config.dataset == "folder" else config.data_dir
+
+
+def train_files(config: DataConfig, model_dir: str | None = None) -> TrainFiles:
+    """Finds and header-checks the train split, chooses the labeled subset (writing its list
+    to `model_dir`), and gathers the unlabeled pool: the rest of train plus extra images."""
+    spec = datasets.label_spec(config)
+    root = data_root(config)
+    train = datasets.find_pairs(config, "train")
+    datasets.check_headers(train, f"{config.dataset} train split")
+    labeled, rest = splits.choose_labeled(train, config, root)
+    extra = datasets.find_extra_unlabeled(config)
+    datasets.check_headers([Sample(path) for path in extra], "unlabeled images")
+    if model_dir is not None:
+        splits.write_labeled_list(model_dir, labeled, root)
+    return TrainFiles(spec, root, labeled, [sample.image for sample in rest] + extra)
+
+
+def _element_seed(seed: int, element) -> tf.Tensor:
+    """int64 [2] stateless seed of one element."""
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(element, tf.int64)])
+
+
+def _augmented_crop(image, label, seed, config: PipelineConfig, center=None):
+    """Random scale/crop/flip of an image (and its label), then photometric jitter."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    window = augment.crop_window(seeds[0], tf.shape(image)[:2], config.crop_size,
+                                 (config.scale_min, config.scale_max))
+    if center is not None:
+        centered, yx = center
+        window_at_center = augment.crop_window(seeds[0], tf.shape(image)[:2], config.crop_size,
+                                               (config.scale_min, config.scale_max), yx)
+        window = tf.where(centered, window_at_center, window)
+    flip = tf.logical_and(config.random_flip,
+                          tf.random.stateless_uniform([], seeds[1]) < 0.5)
+    cropped = augment.crop_image(image, window, config.crop_size, flip)
+    cropped = augment.photometric(cropped, seeds[2], config.color_jitter, config.blur_prob)
+    if label is None:
+        return cropped
+    return cropped, augment.crop_label(label, window, config.crop_size, flip)
+
+
+def _labeled_choices(num_images: int, config: PipelineConfig,
+                     sampler: class_uniform.CenterSampler | None) -> tf.data.Dataset:
+    """Endless (image index, centred?, centre yx): shuffled epochs mixed with class-uniform
+    draws in the ratio 1 - class_uniform_pct : class_uniform_pct."""
+    regular = (tf.data.Dataset.range(num_images)
+               .shuffle(num_images, seed=config.seed, reshuffle_each_iteration=True)
+               .repeat()
+               .map(lambda i: (tf.cast(i, tf.int32), False, tf.zeros([2], tf.int32))))
+    if sampler is None:
+        return regular
+    uniform = tf.data.Dataset.counter().map(
+        lambda k: _centered(sampler, _element_seed(config.seed + 1, k)))
+    if config.class_uniform_pct >= 1.0:
+        return uniform
+    return tf.data.Dataset.sample_from_datasets(
+        [regular, uniform], [1.0 - config.class_uniform_pct, config.class_uniform_pct],
+        seed=config.seed + 2)
+
+
+def _centered(sampler, seed):
+    image_index, yx = sampler(seed)
+    return image_index, True, yx
+
+
+def labeled_dataset(files: TrainFiles, config: PipelineConfig, batch_size: int,
+                    verbose: bool = True) -> tf.data.Dataset:
+    """Endless batches {"image": float32 [B, h, w, 3], "label": int32 [B, h, w]}."""
+    if not files.labeled:
+        raise DatasetError("the labeled set is empty")
+    sampler = None
+    if config.class_uniform_pct > 0:
+        index = class_uniform.build_index([sample.label for sample in files.labeled],
+                                          files.spec, config.class_uniform_tiles,
+                                          class_uniform.cache_dirs(files.root), verbose)
+        sampler = class_uniform.CenterSampler(index)
+    image_paths = tf.constant([sample.image for sample in files.labeled])
+    label_paths = tf.constant([sample.label for sample in files.labeled])
+    table = files.spec.value_to_train_id
+
+    def load(element, choice):
+        index, centered, yx = choice
+        image = decode.read_image(tf.gather(image_paths, index))
+        label = decode.read_label(tf.gather(label_paths, index), table)
+        image, label = _augmented_crop(image, label, _element_seed(config.seed + 3, element),
+                                       config, center=(centered, yx))
+        return {"image": image, "label": label}
+
+    return (_labeled_choices(len(files.labeled), config, sampler)
+            .enumerate()
+            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size, drop_remainder=True))
+
+
+def unlabeled_dataset(files: TrainFiles, config: PipelineConfig,
+                      batch_size: int) -> tf.data.Dataset:
+    """Endless batches {"u_a", "u_b": float32 [B, h, w, 3], "boxes": int32 [B, N, 4]}: two
+    different unlabeled images per pair (one if the pool has one), augmented independently."""
+    if not files.unlabeled:
+        raise DatasetError("the unlabeled pool is empty: lower --labeled_fraction/--labeled_count, "
+                           "or add --unlabeled_dirs / --use_coarse_unlabeled")
+    paths = tf.constant(files.unlabeled)
+    height, width = config.crop_size
+
+    def load(element, pair):
+        seeds = tf.random.experimental.stateless_split(
+            _element_seed(config.seed + 4, element), 3)
+        u_a, u_b = (_augmented_crop(decode.read_image(tf.gather(paths, pair[i])), None,
+                                    seeds[i], config) for i in range(2))
+        boxes = cutmix.sample_boxes(seeds[2], height, width, config.cutmix_boxes,
+                                    config.cutmix_area)
+        return {"u_a": u_a, "u_b": u_b, "boxes": boxes}
+
+    count = len(files.unlabeled)
+    return (tf.data.Dataset.range(count)
+            .shuffle(count, seed=config.seed + 5, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(2, drop_remainder=True)
+            .enumerate()
+            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(batch_size, drop_remainder=True))
+
+
+def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int = 1,
+                  with_unlabeled: bool = True, verbose: bool = True) -> tf.data.Dataset:
+    """The training stream (see the module docstring); global batches for `num_replicas`.
+
+    with_unlabeled=False (supervised baseline) leaves the "unlabeled" part out and reads no
+    unlabeled image.
+    """
+    labeled = labeled_dataset(files, config, config.labeled_batch_size * num_replicas, verbose)
+    if not with_unlabeled:
+        dataset = labeled.map(lambda batch: {"labeled": batch})
+    else:
+        unlabeled = unlabeled_dataset(files, config, config.unlabeled_batch_size * num_replicas)
+        dataset = tf.data.Dataset.zip(labeled, unlabeled).map(
+            lambda lab, unl: {"labeled": lab, "unlabeled": unl})
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def eval_dataset(samples: list[Sample], spec: LabelSpec) -> tf.data.Dataset:
+    """Whole images, no augmentation, one per batch (sizes may differ):
+    {"image": float32 [1, H, W, 3], "label": int32 [1, H, W], "path": string [1]}."""
+    if not samples:
+        raise DatasetError("the evaluation split is empty")
+    table = spec.value_to_train_id
+
+    def load(image_path, label_path):
+        return {"image": decode.read_image(image_path),
+                "label": decode.read_label(label_path, table),
+                "path": image_path}
+
+    return (tf.data.Dataset.from_tensor_slices(([s.image for s in samples],
+                                                [s.label for s in samples]))
+            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(1)
+            .prefetch(AUTOTUNE))
