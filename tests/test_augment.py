@@ -1,118 +1,178 @@
 """Scaled crops, flips, padding and photometric changes against NumPy references."""
 
+import colorsys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from scl_tf.data import augment
+from scl_tf.data.labels import camvid
 
 SEED = tf.constant([1, 2], tf.int64)
+TABLE = camvid().value_to_train_id
+PATH = tf.constant("label.png")
+NO_FLIP, FLIP = tf.constant(False), tf.constant(True)
 
 
 def label_and_image(height=40, width=60):
     rng = np.random.default_rng(0)
-    label = rng.integers(0, 19, (height, width)).astype(np.int32)
-    image = np.repeat((label * 10.0)[..., None], 3, axis=-1).astype(np.float32)
-    return label, image
+    values = rng.integers(0, 11, (height, width)).astype(np.uint8)
+    image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+    return values, image
 
 
-def round_half_away(x):
-    """C's roundf, which crop_and_resize's nearest mode uses."""
-    return (np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(int)
+def resize_bilinear(image, size):
+    """Half-pixel-centre bilinear resize, edge clamped, written out per axis."""
+    def axis_weights(n_in, n_out):
+        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(pos).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, pos - low
+    out = image.astype(np.float64)
+    low, high, w = axis_weights(out.shape[0], size[0])
+    out = out[low] * (1 - w)[:, None, None] + out[high] * w[:, None, None]
+    low, high, w = axis_weights(out.shape[1], size[1])
+    return out[:, low] * (1 - w)[None, :, None] + out[:, high] * w[None, :, None]
 
 
-def reference_crop(label, window, crop, fill):
-    """Nearest sample at the crop's pixel centres mapped back to the original image."""
-    top, left, bottom, right = window
-    rows = top + (np.arange(crop[0]) + 0.5) * (bottom - top) / crop[0] - 0.5
-    cols = left + (np.arange(crop[1]) + 0.5) * (right - left) / crop[1] - 0.5
-    rows, cols = round_half_away(rows), round_half_away(cols)
-    out = np.full(crop, fill, label.dtype)
-    inside_r = (rows >= 0) & (rows < label.shape[0])
-    inside_c = (cols >= 0) & (cols < label.shape[1])
-    out[np.ix_(inside_r, inside_c)] = label[np.ix_(rows[inside_r], cols[inside_c])]
-    return out
+def resize_nearest(values, size):
+    """TensorFlow's half-pixel nearest: input index floor((out + 0.5) * in / out)."""
+    rows = np.minimum(np.floor((np.arange(size[0]) + 0.5) * values.shape[0] / size[0]),
+                      values.shape[0] - 1).astype(int)
+    cols = np.minimum(np.floor((np.arange(size[1]) + 0.5) * values.shape[1] / size[1]),
+                      values.shape[1] - 1).astype(int)
+    return values[np.ix_(rows, cols)]
 
 
-@pytest.mark.parametrize("scale", [1.0, 2.0, 0.4])  # no rounding ties
-def test_label_crop_matches_reference_and_image_stays_aligned(scale):
-    label, image = label_and_image()
+@pytest.mark.parametrize("scale", [1.0, 1.7, 0.8])
+def test_crop_inside_the_image_matches_reference_resize(scale):
+    values, image = label_and_image(80, 100)
     crop = (24, 32)
+    for seed in range(4):
+        window = augment.crop_window(tf.constant([seed, 0]), tf.constant(values.shape), crop,
+                                     (scale, scale)).numpy()
+        top, left, height, width = window
+        assert (height, width) == (round(24 / scale), round(32 / scale))
+        assert 0 <= top and top + height <= 80 and 0 <= left and left + width <= 100
+        got_image = augment.crop_image(image, window, crop, NO_FLIP).numpy()
+        expected = resize_bilinear(image[top:top + height, left:left + width], crop)
+        np.testing.assert_allclose(got_image, expected, atol=1e-3)
+        got_label = augment.crop_label(values, window, crop, NO_FLIP, TABLE, PATH).numpy()
+        expected = resize_nearest(values[top:top + height, left:left + width], crop)
+        np.testing.assert_array_equal(got_label, TABLE[expected])
+
+
+def test_flip_mirrors_the_crop_also_when_padded():
+    values, image = label_and_image(20, 30)
+    for scale in (1.3, 0.6):  # inside, and padded because the scaled image is smaller
+        window = augment.crop_window(SEED, tf.constant(values.shape), (24, 32), (scale, scale))
+        plain = augment.crop_label(values, window, (24, 32), NO_FLIP, TABLE, PATH).numpy()
+        flipped = augment.crop_label(values, window, (24, 32), FLIP, TABLE, PATH).numpy()
+        np.testing.assert_array_equal(flipped, plain[:, ::-1])
+        plain_image = augment.crop_image(image, window, (24, 32), NO_FLIP).numpy()
+        flipped_image = augment.crop_image(image, window, (24, 32), FLIP).numpy()
+        np.testing.assert_allclose(flipped_image, plain_image[:, ::-1], atol=1e-3)
+
+
+def test_small_image_is_padded_with_zero_and_ignore_and_stays_aligned():
+    values, _ = label_and_image(10, 12)
+    image = np.repeat(values[..., None] * 20 + 5, 3, axis=-1).astype(np.uint8)
     for seed in range(5):
-        window = augment.crop_window(tf.constant([seed, 0]), tf.constant(label.shape), crop,
-                                     (scale, scale))
-        no_flip = tf.constant(False)
-        cropped_label = augment.crop_label(label, window, crop, no_flip).numpy()
-        np.testing.assert_array_equal(cropped_label,
-                                      reference_crop(label, window.numpy(), crop, 255))
-        if scale == 1.0:  # integer offsets: bilinear samples are the pixels themselves
-            cropped_image = augment.crop_image(image, window, crop, no_flip).numpy()
-            inside = cropped_label != 255
-            np.testing.assert_allclose(cropped_image[..., 0][inside],
-                                       cropped_label[inside] * 10.0, atol=1e-3)
+        window = augment.crop_window(tf.constant([seed, 1]), tf.constant(values.shape),
+                                     (32, 32), (1.0, 1.0))
+        label = augment.crop_label(values, window, (32, 32), NO_FLIP, TABLE, PATH).numpy()
+        cropped = augment.crop_image(image, window, (32, 32), NO_FLIP).numpy()
+        assert (label != 255).sum() == 10 * 12  # the whole image, unscaled, inside the crop
+        assert (cropped[label == 255] == 0).all()
+        np.testing.assert_allclose(cropped[..., 0][label != 255],
+                                   label[label != 255] * 20.0 + 5, atol=1e-3)
 
 
-def test_flip_mirrors_the_crop():
-    label, image = label_and_image()
-    window = augment.crop_window(SEED, tf.constant(label.shape), (16, 16), (1.3, 1.3))
-    plain = augment.crop_label(label, window, (16, 16), tf.constant(False)).numpy()
-    flipped = augment.crop_label(label, window, (16, 16), tf.constant(True)).numpy()
-    np.testing.assert_array_equal(flipped, plain[:, ::-1])
-    plain_image = augment.crop_image(image, window, (16, 16), tf.constant(False)).numpy()
-    flipped_image = augment.crop_image(image, window, (16, 16), tf.constant(True)).numpy()
-    np.testing.assert_allclose(flipped_image, plain_image[:, ::-1], atol=1e-3)
-
-
-def test_small_image_is_padded_with_zero_and_ignore():
-    label, image = label_and_image(10, 12)
-    window = augment.crop_window(SEED, tf.constant(label.shape), (32, 32), (1.0, 1.0))
-    cropped_label = augment.crop_label(label, window, (32, 32), tf.constant(False)).numpy()
-    cropped_image = augment.crop_image(image + 1, window, (32, 32), tf.constant(False)).numpy()
-    assert (cropped_label != 255).sum() == 10 * 12  # the whole image is inside the crop
-    assert (cropped_image[cropped_label == 255] == 0).all()
+def test_undefined_value_in_the_crop_names_the_file():
+    values, _ = label_and_image(10, 12)
+    values[3, 4] = 99
+    window = tf.constant([0, 0, 10, 12])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?s)label.png.*does not define.*99"):
+        augment.crop_label(values, window, (10, 12), NO_FLIP, TABLE, PATH)
 
 
 def test_centered_window_contains_the_center_pixel_near_the_middle():
     for seed, center in enumerate([(20, 30), (0, 0), (39, 59), (5, 50)]):
-        window = augment.crop_window(tf.constant([seed, 9]), tf.constant([40, 60]), (16, 16),
-                                     (1.0, 1.0), tf.constant(center)).numpy()
-        top, left = window[:2]
-        assert top <= center[0] < top + 16 and left <= center[1] < left + 16
+        top, left, height, width = augment.crop_window(
+            tf.constant([seed, 9]), tf.constant([40, 60]), (16, 16), (1.0, 1.0),
+            tf.constant(center)).numpy()
+        assert top <= center[0] < top + height and left <= center[1] < left + width
         assert 0 <= top <= 40 - 16 and 0 <= left <= 60 - 16  # moved inside the image
-    window = augment.crop_window(SEED, tf.constant([40, 60]), (16, 16), (1.0, 1.0),
-                                 tf.constant([20, 30])).numpy()
-    assert abs(20 - (window[0] + 8)) <= 1 and abs(30 - (window[1] + 8)) <= 1
+    top, left, _, _ = augment.crop_window(SEED, tf.constant([40, 60]), (16, 16), (1.0, 1.0),
+                                          tf.constant([20, 30])).numpy()
+    assert (top + 8, left + 8) == (20, 30)
 
 
 def test_scale_range_is_respected():
     for seed in range(20):
-        window = augment.crop_window(tf.constant([seed, 4]), tf.constant([100, 100]), (20, 20),
-                                     (0.5, 2.0)).numpy()
-        size = window[2] - window[0]
-        assert 10 - 1e-3 <= size <= 40 + 1e-3
+        _, _, height, width = augment.crop_window(tf.constant([seed, 4]), tf.constant([100, 100]),
+                                                  (20, 20), (0.5, 2.0)).numpy()
+        assert 10 <= height == width <= 40
+
+
+NTSC_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def jitter_reference(image, brightness, contrast, saturation, hue):
+    """Step by step: scale, blend with the mean grey, blend with the pixel grey, rotate each
+    pixel's YIQ chroma (I, Q) by -2 pi hue (red towards yellow); clip once."""
+    luma = NTSC_YIQ[0]
+    out = image.astype(np.float64) * brightness
+    out = contrast * out + (1 - contrast) * (out @ luma).mean()
+    out = saturation * out + (1 - saturation) * (out @ luma)[..., None]
+    angle = -2 * np.pi * hue
+    result = np.empty_like(out)
+    for index in np.ndindex(out.shape[:2]):
+        y, i, q = NTSC_YIQ @ out[index]
+        rotated = [y, np.cos(angle) * i - np.sin(angle) * q, np.sin(angle) * i + np.cos(angle) * q]
+        result[index] = np.linalg.solve(NTSC_YIQ, rotated)
+    return np.clip(result, 0, 255)
+
+
+def test_jitter_matrix_matches_stepwise_reference():
+    image = np.random.default_rng(1).uniform(0, 255, (6, 7, 3)).astype(np.float32)
+    for factors in [(1.2, 0.8, 1.1, 0.05), (0.9, 1.2, 0.75, -0.2)]:
+        matrix, mean_weight = augment.jitter_matrix(*[tf.constant(f) for f in factors])
+        mean_grey = (image @ augment.LUMA).mean()
+        got = np.clip(image @ matrix.numpy().T + mean_weight.numpy() * mean_grey, 0, 255)
+        np.testing.assert_allclose(got, jitter_reference(image, *factors), atol=1e-3)
+
+
+def test_hue_shift_keeps_grey_and_moves_hue():
+    matrix, _ = augment.jitter_matrix(1.0, 1.0, 1.0, tf.constant(0.25))
+    np.testing.assert_allclose(np.full(3, 100.0) @ matrix.numpy().T, 100.0, atol=1e-3)
+    red = np.array([200.0, 40.0, 40.0]) @ matrix.numpy().T
+    hue = colorsys.rgb_to_hsv(*np.clip(red, 0, 255) / 255)[0]
+    assert 0.15 < hue < 0.5  # about a quarter turn away from red (0)
 
 
 def test_color_jitter_identity_at_zero_and_bounded():
     image = tf.constant(np.random.default_rng(1).uniform(0, 255, (8, 8, 3)), tf.float32)
-    np.testing.assert_allclose(augment.color_jitter(image, SEED, 0.0), image, atol=0.05)
+    np.testing.assert_allclose(augment.color_jitter(image, SEED, 0.0), image, atol=1e-3)
     jittered = augment.color_jitter(image, SEED, 0.25).numpy()
     assert jittered.min() >= 0 and jittered.max() <= 255
     assert np.abs(jittered - image.numpy()).max() > 1
     np.testing.assert_array_equal(jittered, augment.color_jitter(image, SEED, 0.25))
 
 
-def test_gaussian_blur_matches_numpy_reference():
+@pytest.mark.parametrize("sigma", [0.2, 0.6, 1.3])
+def test_gaussian_blur_matches_numpy_reference(sigma):
     image = np.random.default_rng(2).uniform(0, 255, (12, 14, 3)).astype(np.float32)
-    sigma = 0.9
-    taps = np.arange(-augment.BLUR_RADIUS, augment.BLUR_RADIUS + 1)
+    radius = int(np.ceil(3 * sigma))
+    taps = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
     kernel /= kernel.sum()
-    padded = np.pad(image, [(augment.BLUR_RADIUS,) * 2, (augment.BLUR_RADIUS,) * 2, (0, 0)],
-                    mode="reflect")
+    padded = np.pad(image, [(radius, radius), (radius, radius), (0, 0)], mode="reflect")
     expected = np.zeros_like(image)
     for dy, ky in zip(taps, kernel):
         for dx, kx in zip(taps, kernel):
-            expected += ky * kx * padded[augment.BLUR_RADIUS + dy: augment.BLUR_RADIUS + dy + 12,
-                                         augment.BLUR_RADIUS + dx: augment.BLUR_RADIUS + dx + 14]
-    np.testing.assert_allclose(augment.gaussian_blur(image, sigma), expected, rtol=1e-4,
-                               atol=1e-3)
+            expected += ky * kx * padded[radius + dy: radius + dy + 12,
+                                         radius + dx: radius + dx + 14]
+    np.testing.assert_allclose(augment.gaussian_blur(image, tf.constant(sigma)), expected,
+                               rtol=1e-4, atol=1e-3)

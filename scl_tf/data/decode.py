@@ -27,19 +27,25 @@ def _read_checked(path: tf.Tensor) -> tf.Tensor:
 
 
 def read_image(path: tf.Tensor) -> tf.Tensor:
-    """PNG or JPEG file -> float32 [H, W, 3] RGB in [0, 255]."""
+    """PNG or JPEG file -> uint8 [H, W, 3] RGB."""
     image = tf.io.decode_image(_read_checked(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    return tf.cast(image, tf.float32)
+    return image
 
 
-def read_label(path: tf.Tensor, value_to_train_id: np.ndarray) -> tf.Tensor:
-    """8-bit label PNG -> int32 [H, W] train ids (255 = ignore).
+def read_label_values(path: tf.Tensor) -> tf.Tensor:
+    """8-bit label PNG -> uint8 [H, W] stored values (not yet train ids)."""
+    return tf.io.decode_png(_read_checked(path), channels=1)[..., 0]
 
-    Fails naming `path` and the offending values if the file holds a value that
-    `value_to_train_id` marks as undefined (negative).
+
+def to_train_ids(values: tf.Tensor, value_to_train_id: np.ndarray, path: tf.Tensor) -> tf.Tensor:
+    """Stored label values -> int32 train ids (255 = ignore).
+
+    Args:
+      values: uint8 [...] stored values.
+      value_to_train_id: int32 [256] table, negative for values the dataset does not define.
+      path: the label file, named in the error if `values` holds an undefined value.
     """
-    values = tf.io.decode_png(_read_checked(path), channels=1)[..., 0]
     train_ids = tf.gather(tf.constant(value_to_train_id, tf.int32), tf.cast(values, tf.int32))
     undefined = train_ids < 0
     check = tf.debugging.Assert(

@@ -62,23 +62,33 @@ def _element_seed(seed: int, element) -> tf.Tensor:
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(element, tf.int64)])
 
 
-def _augmented_crop(image, label, seed, config: PipelineConfig, center=None):
-    """Random scale/crop/flip of an image (and its label), then photometric jitter."""
+def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None):
+    """Random scale/crop/flip of a uint8 image (and of its label values), then photometric
+    jitter.
+
+    Args:
+      image: uint8 [H, W, 3]; seed: int [2].
+      label: None or (values uint8 [H, W], value_to_train_id table, path for errors).
+      center: None or (centred? bool, yx int32 [2]): centre the crop on yx when centred.
+    Returns:
+      float32 [h, w, 3], and int32 [h, w] train ids when `label` is given.
+    """
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    window = augment.crop_window(seeds[0], tf.shape(image)[:2], config.crop_size,
-                                 (config.scale_min, config.scale_max))
+    image_size = tf.shape(image)[:2]
+    scales = (config.scale_min, config.scale_max)
+    window = augment.crop_window(seeds[0], image_size, config.crop_size, scales)
     if center is not None:
         centered, yx = center
-        window_at_center = augment.crop_window(seeds[0], tf.shape(image)[:2], config.crop_size,
-                                               (config.scale_min, config.scale_max), yx)
-        window = tf.where(centered, window_at_center, window)
+        window = tf.where(centered, augment.crop_window(seeds[0], image_size, config.crop_size,
+                                                        scales, yx), window)
     flip = tf.logical_and(config.random_flip,
                           tf.random.stateless_uniform([], seeds[1]) < 0.5)
     cropped = augment.crop_image(image, window, config.crop_size, flip)
     cropped = augment.photometric(cropped, seeds[2], config.color_jitter, config.blur_prob)
     if label is None:
         return cropped
-    return cropped, augment.crop_label(label, window, config.crop_size, flip)
+    values, table, path = label
+    return cropped, augment.crop_label(values, window, config.crop_size, flip, table, path)
 
 
 def _labeled_choices(num_images: int, config: PipelineConfig,
@@ -122,10 +132,12 @@ def labeled_dataset(files: TrainFiles, config: PipelineConfig, batch_size: int,
 
     def load(element, choice):
         index, centered, yx = choice
-        image = decode.read_image(tf.gather(image_paths, index))
-        label = decode.read_label(tf.gather(label_paths, index), table)
-        image, label = _augmented_crop(image, label, _element_seed(config.seed + 3, element),
-                                       config, center=(centered, yx))
+        label_path = tf.gather(label_paths, index)
+        image, label = _augmented_crop(
+            decode.read_image(tf.gather(image_paths, index)),
+            _element_seed(config.seed + 3, element), config,
+            label=(decode.read_label_values(label_path), table, label_path),
+            center=(centered, yx))
         return {"image": image, "label": label}
 
     return (_labeled_choices(len(files.labeled), config, sampler)
@@ -147,8 +159,8 @@ def unlabeled_dataset(files: TrainFiles, config: PipelineConfig,
     def load(element, pair):
         seeds = tf.random.experimental.stateless_split(
             _element_seed(config.seed + 4, element), 3)
-        u_a, u_b = (_augmented_crop(decode.read_image(tf.gather(paths, pair[i])), None,
-                                    seeds[i], config) for i in range(2))
+        u_a, u_b = (_augmented_crop(decode.read_image(tf.gather(paths, pair[i])), seeds[i],
+                                    config) for i in range(2))
         boxes = cutmix.sample_boxes(seeds[2], height, width, config.cutmix_boxes,
                                     config.cutmix_area)
         return {"u_a": u_a, "u_b": u_b, "boxes": boxes}
@@ -190,8 +202,9 @@ def eval_dataset(samples: list[Sample], spec: LabelSpec) -> tf.data.Dataset:
     table = spec.value_to_train_id
 
     def load(image_path, label_path):
-        return {"image": decode.read_image(image_path),
-                "label": decode.read_label(label_path, table),
+        values = decode.read_label_values(label_path)
+        return {"image": tf.cast(decode.read_image(image_path), tf.float32),
+                "label": decode.to_train_ids(values, table, label_path),
                 "path": image_path}
 
     return (tf.data.Dataset.from_tensor_slices(([s.image for s in samples],
