@@ -145,3 +145,34 @@ def test_undefined_label_value_is_named(camvid_mini_dir, tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=f"{victim}.*does not define.*12 40"):
         first_elements(stream, 1)
+
+
+def test_resuming_at_a_step_continues_the_same_stream(mini_files):
+    config = PipelineConfig(crop_size=(24, 32), labeled_batch_size=2, class_uniform_pct=0.5,
+                            cutmix_boxes=4, scl_boxes=2)
+    whole = first_elements(pipeline.train_dataset(mini_files, config), 3)
+    resumed = first_elements(pipeline.train_dataset(mini_files, config, start_step=2), 1)
+    for a, b in zip(tf.nest.flatten(whole[2]), tf.nest.flatten(resumed[0])):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_input_pipelines_make_the_same_global_batch(mini_files):
+    """Two pipelines of one replica each (as two workers would) vs one pipeline for both."""
+    config = PipelineConfig(crop_size=(24, 32), labeled_batch_size=2, unlabeled_batch_size=1,
+                            cutmix_boxes=4, scl_boxes=2, class_uniform_pct=0.5)
+    whole = first_elements(pipeline.train_dataset(mini_files, config, num_replicas=2), 2)
+    parts = [first_elements(pipeline.train_dataset(
+        mini_files, config, input_context=tf.distribute.InputContext(2, pipeline_id, 2)), 2)
+        for pipeline_id in range(2)]
+    for step in range(2):
+        joined = tf.nest.map_structure(lambda a, b: np.concatenate([a, b]),
+                                       parts[0][step], parts[1][step])
+        for a, b in zip(tf.nest.flatten(whole[step]), tf.nest.flatten(joined)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_epochs_visit_every_image_once(mini_files):
+    numbers = [int(pipeline._permuted(position, 7, seed=3)) for position in range(21)]
+    for epoch in range(3):
+        assert sorted(numbers[7 * epoch: 7 * epoch + 7]) == list(range(7))
+    assert numbers[:7] != numbers[7:14]

@@ -1,16 +1,20 @@
 """tf.data pipelines: the semi-supervised training stream and the validation stream.
 
-A training element holds one global batch of each kind:
+A training element holds one batch of each kind:
 
     {"labeled":   {"image": float32 [B_l, h, w, 3], "label": int32 [B_l, h, w]},
      "unlabeled": {"u_a": float32 [B_u, h, w, 3], "u_b": float32 [B_u, h, w, 3],
                    "boxes": int32 [B_u, N, 4]}}
 
-with B = per-replica batch size * replicas, ready for `strategy.experimental_distribute_dataset`,
-which splits it along the batch axis. Images are RGB in [0, 255] (the models normalise), labels
-are train ids with 255 = ignore, boxes are CutMix boxes (masks are built in the train step).
-Every random choice is a stateless function of (seed, element number), so a seed fixes the stream
-whatever the parallelism.
+Images are RGB in [0, 255] (the models normalise), labels are train ids with 255 = ignore, boxes
+are CutMix boxes (masks are built in the train step).
+
+The stream is a pure function of the seed and the global sample number: which image a sample
+reads (a stateless per-epoch permutation, or a class-uniform draw) and every augmentation draw
+are stateless random functions of (seed, sample number). So a run resumes exactly by starting at
+its step (no iterator state to save), and the global batch of a step is the same whether one
+pipeline makes it (`strategy.experimental_distribute_dataset`) or several workers make their
+parts (`strategy.distribute_datasets_from_function` with an input context).
 """
 
 from __future__ import annotations
@@ -57,9 +61,37 @@ def train_files(config: DataConfig, model_dir: str | None = None) -> TrainFiles:
     return TrainFiles(spec, root, labeled, [sample.image for sample in rest] + extra)
 
 
-def _element_seed(seed: int, element) -> tf.Tensor:
-    """int64 [2] stateless seed of one element."""
-    return tf.stack([tf.constant(seed, tf.int64), tf.cast(element, tf.int64)])
+def _element_seed(seed: int, sample) -> tf.Tensor:
+    """int64 [2] stateless seed of one sample."""
+    return tf.stack([tf.constant(seed, tf.int64), tf.cast(sample, tf.int64)])
+
+
+def _permuted(position, count: int, seed: int) -> tf.Tensor:
+    """Item at `position` of an endless sequence of shuffled epochs over `count` items."""
+    position = tf.cast(position, tf.int64)
+    epoch_seed = tf.stack([tf.constant(seed, tf.int64), position // count])
+    return tf.random.experimental.index_shuffle(position % count, epoch_seed, count - 1)
+
+
+def sample_numbers(batch_size: int, num_replicas: int, start_step: int = 0,
+                   input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Endless global sample numbers that one input pipeline reads, in order.
+
+    Step t's global batch is samples [t * G, (t + 1) * G), G = batch_size * num_replicas.
+    Without an input context the one pipeline reads them all; with one, pipeline p of P reads
+    its contiguous share [t * G + p * G / P, t * G + (p + 1) * G / P) of every step.
+    """
+    pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        num_replicas = input_context.num_replicas_in_sync
+    global_batch = batch_size * num_replicas
+    if global_batch % pipelines:
+        raise DatasetError(f"global batch {global_batch} does not split over {pipelines} input "
+                           "pipelines")
+    local = global_batch // pipelines
+    return tf.data.Dataset.counter(start_step * local).map(
+        lambda j: (j // local) * global_batch + pipeline_id * local + j % local)
 
 
 def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None):
@@ -91,33 +123,23 @@ def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None
     return cropped, augment.crop_label(values, window, config.crop_size, flip, table, path)
 
 
-def _labeled_choices(num_images: int, config: PipelineConfig,
-                     sampler: class_uniform.CenterSampler | None) -> tf.data.Dataset:
-    """Endless (image index, centred?, centre yx): shuffled epochs mixed with class-uniform
-    draws in the ratio 1 - class_uniform_pct : class_uniform_pct."""
-    regular = (tf.data.Dataset.range(num_images)
-               .shuffle(num_images, seed=config.seed, reshuffle_each_iteration=True)
-               .repeat()
-               .map(lambda i: (tf.cast(i, tf.int32), False, tf.zeros([2], tf.int32))))
+def _labeled_choice(sample, num_images: int, config: PipelineConfig,
+                    sampler: class_uniform.CenterSampler | None):
+    """(image index, centred?, centre yx) of one labeled sample: a class-uniform draw with
+    probability class_uniform_pct, else the next image of the shuffled epochs."""
+    regular = tf.cast(_permuted(sample, num_images, config.seed), tf.int32)
     if sampler is None:
-        return regular
-    uniform = tf.data.Dataset.counter().map(
-        lambda k: _centered(sampler, _element_seed(config.seed + 1, k)))
-    if config.class_uniform_pct >= 1.0:
-        return uniform
-    return tf.data.Dataset.sample_from_datasets(
-        [regular, uniform], [1.0 - config.class_uniform_pct, config.class_uniform_pct],
-        seed=config.seed + 2)
+        return regular, tf.constant(False), tf.zeros([2], tf.int32)
+    centered = tf.random.stateless_uniform([], _element_seed(config.seed + 1, sample)) < \
+        config.class_uniform_pct
+    image_index, yx = sampler(_element_seed(config.seed + 2, sample))
+    return tf.where(centered, image_index, regular), centered, yx
 
 
-def _centered(sampler, seed):
-    image_index, yx = sampler(seed)
-    return image_index, True, yx
-
-
-def labeled_dataset(files: TrainFiles, config: PipelineConfig, batch_size: int,
-                    verbose: bool = True) -> tf.data.Dataset:
-    """Endless batches {"image": float32 [B, h, w, 3], "label": int32 [B, h, w]}."""
+def labeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset,
+                    batch_size: int, verbose: bool = True) -> tf.data.Dataset:
+    """Batches {"image": float32 [B, h, w, 3], "label": int32 [B, h, w]} of the given global
+    sample numbers."""
     if not files.labeled:
         raise DatasetError("the labeled set is empty")
     sampler = None
@@ -130,67 +152,72 @@ def labeled_dataset(files: TrainFiles, config: PipelineConfig, batch_size: int,
     label_paths = tf.constant([sample.label for sample in files.labeled])
     table = files.spec.value_to_train_id
 
-    def load(element, choice):
-        index, centered, yx = choice
+    def load(sample):
+        index, centered, yx = _labeled_choice(sample, len(files.labeled), config, sampler)
         label_path = tf.gather(label_paths, index)
         image, label = _augmented_crop(
             decode.read_image(tf.gather(image_paths, index)),
-            _element_seed(config.seed + 3, element), config,
+            _element_seed(config.seed + 3, sample), config,
             label=(decode.read_label_values(label_path), table, label_path),
             center=(centered, yx))
         return {"image": image, "label": label}
 
-    return (_labeled_choices(len(files.labeled), config, sampler)
-            .enumerate()
-            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return (samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size, drop_remainder=True))
 
 
-def unlabeled_dataset(files: TrainFiles, config: PipelineConfig,
+def unlabeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset,
                       batch_size: int) -> tf.data.Dataset:
-    """Endless batches {"u_a", "u_b": float32 [B, h, w, 3], "boxes": int32 [B, N, 4]}: two
-    different unlabeled images per pair (one if the pool has one), augmented independently."""
+    """Batches {"u_a", "u_b": float32 [B, h, w, 3], "boxes": int32 [B, N, 4]} of the given
+    global sample numbers: two different unlabeled images per pair (one if the pool has one),
+    augmented independently."""
     if not files.unlabeled:
         raise DatasetError("the unlabeled pool is empty: lower --labeled_fraction/--labeled_count, "
                            "or add --unlabeled_dirs / --use_coarse_unlabeled")
     paths = tf.constant(files.unlabeled)
+    count = len(files.unlabeled)
     height, width = config.crop_size
 
-    def load(element, pair):
+    def load(sample):
         seeds = tf.random.experimental.stateless_split(
-            _element_seed(config.seed + 4, element), 3)
-        u_a, u_b = (_augmented_crop(decode.read_image(tf.gather(paths, pair[i])), seeds[i],
-                                    config) for i in range(2))
+            _element_seed(config.seed + 4, sample), 3)
+        u_a, u_b = (_augmented_crop(
+            decode.read_image(tf.gather(paths, _permuted(2 * sample + i, count, config.seed + 5))),
+            seeds[i], config) for i in range(2))
         boxes = cutmix.sample_boxes(seeds[2], height, width, config.cutmix_boxes,
                                     config.cutmix_area)
         return {"u_a": u_a, "u_b": u_b, "boxes": boxes}
 
-    count = len(files.unlabeled)
-    return (tf.data.Dataset.range(count)
-            .shuffle(count, seed=config.seed + 5, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(2, drop_remainder=True)
-            .enumerate()
-            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return (samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size, drop_remainder=True))
 
 
 def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int = 1,
+                  start_step: int = 0, input_context: tf.distribute.InputContext | None = None,
                   with_unlabeled: bool = True, verbose: bool = True) -> tf.data.Dataset:
-    """The training stream (see the module docstring); global batches for `num_replicas`.
+    """The training stream (see the module docstring), from step `start_step` on.
 
+    Without `input_context`: global batches (per-replica batch sizes * num_replicas), for
+    `strategy.experimental_distribute_dataset`. With it (inside
+    `strategy.distribute_datasets_from_function`): this pipeline's per-replica batches.
     with_unlabeled=False (supervised baseline) leaves the "unlabeled" part out and reads no
     unlabeled image.
     """
-    labeled = labeled_dataset(files, config, config.labeled_batch_size * num_replicas, verbose)
+    def batches(per_replica: int):
+        samples = sample_numbers(per_replica, num_replicas, start_step, input_context)
+        return samples, per_replica if input_context is not None else per_replica * num_replicas
+
+    labeled = labeled_dataset(files, config, *batches(config.labeled_batch_size), verbose)
     if not with_unlabeled:
         dataset = labeled.map(lambda batch: {"labeled": batch})
     else:
-        unlabeled = unlabeled_dataset(files, config, config.unlabeled_batch_size * num_replicas)
+        unlabeled = unlabeled_dataset(files, config, *batches(config.unlabeled_batch_size))
         dataset = tf.data.Dataset.zip(labeled, unlabeled).map(
             lambda lab, unl: {"labeled": lab, "unlabeled": unl})
     options = tf.data.Options()
     options.deterministic = True
+    # The stream is already split by sample number; auto-sharding would split it again.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(AUTOTUNE)
 
 
