@@ -21,7 +21,7 @@ demo: $(VENV)/.demo-installed
 	$(PY) -m scl_tf.train --flagfile=configs/demo.flags
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check scl_tf export scripts tests
+	$(VENV)/bin/ruff check .
 
 test: lint
 	$(PY) -m pytest -q
