@@ -13,6 +13,7 @@ import os
 from absl import flags
 
 DATASETS = ("cityscapes", "camvid", "folder")
+BACKBONES = ("wrn38", "resnet50", "resnet101", "mobilenetv2")
 
 # --- data -------------------------------------------------------------------------------------
 flags.DEFINE_enum("dataset", None, DATASETS, "Dataset layout to read.")
@@ -70,6 +71,59 @@ flags.DEFINE_integer("scl_boxes", 16, "Last CutMix boxes scored by the structure
 flags.DEFINE_float("cutmix_area", 0.5, "Expected share of the image covered by the boxes.")
 flags.DEFINE_integer("seed", 0, "Seed of all data randomness (and of the run).")
 flags.DEFINE_string("model_dir", None, "Output folder: checkpoints, logs, the labeled list.")
+
+# --- model ------------------------------------------------------------------------------------
+flags.DEFINE_enum("backbone", "wrn38", BACKBONES, "DeepLabV3+ backbone.")
+flags.DEFINE_integer("output_stride", 8, "Output stride of the backbone (8 or 16).")
+flags.DEFINE_integer("low_level_stride", 0,
+                     "Stride of the decoder's low-level feature (2 or 4); 0 = the backbone's "
+                     "default (2 for wrn38, 4 otherwise).")
+flags.DEFINE_string("weights", None,
+                    "Local weights: a full-model .weights.h5, or ImageNet backbone weights.")
+flags.DEFINE_bool("sync_batchnorm", True, "Synchronized BatchNormalization across replicas.")
+
+# --- training ---------------------------------------------------------------------------------
+flags.DEFINE_float("epochs", 175.0, "Training length in epochs over the labeled set.")
+flags.DEFINE_integer("steps", 0, "Training length in steps; overrides --epochs when > 0.")
+flags.DEFINE_float("learning_rate", 0.002, "Initial learning rate.")
+flags.DEFINE_float("lr_power", 1.0, "Power of the polynomial learning-rate decay to 0.")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+flags.DEFINE_float("weight_decay", 0.001, "SGD weight decay.")
+flags.DEFINE_enum("weight_decay_mode", "coupled", ("coupled", "decoupled"),
+                  "coupled: L2 added to the gradient before momentum (PyTorch, the paper); "
+                  "decoupled: Keras' weight_decay.")
+flags.DEFINE_float("ema_decay", 0.999, "Teacher <- ema * teacher + (1 - ema) * student.")
+flags.DEFINE_enum("teacher", "ema", ("ema", "student"),
+                  "Weights that make the unlabeled targets: the EMA teacher or the student.")
+flags.DEFINE_enum("eval_weights", "ema", ("ema", "student"),
+                  "Weights validated, kept as best and exported.")
+flags.DEFINE_float("lambda_c", 20.0, "Weight of the consistency loss (0 = off).")
+flags.DEFINE_float("lambda_sc", 3.0, "Weight of the structured consistency loss (0 = off).")
+flags.DEFINE_enum("scl_mode", "pairs", ("exact", "pairs", "pixels"),
+                  "Structured consistency loss: all pairs, or Npair sampled pairs/pixels.")
+flags.DEFINE_integer("num_pairs", 9000, "Npair of the sampled structured consistency modes.")
+flags.DEFINE_integer("relax_window", 3, "Boundary label relaxation window (1 = plain CE).")
+flags.DEFINE_enum("mixed_precision", "none", ("none", "float16", "bfloat16"),
+                  "Run the networks in this precision (losses stay float32).")
+flags.DEFINE_enum("strategy", "auto", ("auto", "default", "mirrored", "multi_worker"),
+                  "Distribution: auto picks multi_worker with a multi-worker TF_CONFIG, "
+                  "mirrored with several GPUs, else default.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the whole train step.")
+flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every this many steps.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Recent checkpoints kept (plus the best).")
+flags.DEFINE_integer("eval_every", 5000, "Validate every this many steps (and at the end).")
+flags.DEFINE_integer("eval_images", 0, "Validate on at most this many images (0 = all).")
+flags.DEFINE_integer("log_every", 10, "Write scalars every this many steps.")
+flags.DEFINE_integer("image_every", 500, "Write an image panel every this many steps (0 = off).")
+
+# --- evaluation, prediction and export: shared --------------------------------------------------
+flags.DEFINE_string("model", None,
+                    "Model to run: a model dir of scl_tf.train, a .keras file, a SavedModel "
+                    "folder or an .onnx file.")
+flags.DEFINE_enum("checkpoint", "final", ("final", "latest", "best"),
+                  "For a model dir: its exported model.keras (final), or its latest or best "
+                  "checkpoint (weights chosen by --eval_weights).")
+flags.DEFINE_string("output", None, "Output file or folder of the command.")
 
 
 class ConfigError(ValueError):
@@ -171,12 +225,97 @@ class PipelineConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The DeepLabV3+ to build (see scl_tf.models.build_model)."""
+
+    backbone: str = "wrn38"
+    output_stride: int = 8
+    low_level_stride: int | None = None
+    weights: str | None = None
+    sync_batchnorm: bool = True
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"--backbone: expected one of {BACKBONES}, got {self.backbone!r}")
+        if self.output_stride not in (8, 16):
+            raise ConfigError(f"--output_stride: must be 8 or 16, got {self.output_stride}")
+        if self.low_level_stride not in (None, 2, 4):
+            raise ConfigError(f"--low_level_stride: must be 2 or 4 (or 0 for the default), "
+                              f"got {self.low_level_stride}")
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise ConfigError(f"--weights: no such file: {self.weights}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, losses, teacher and the run's bookkeeping."""
+
+    epochs: float = 175.0
+    steps: int = 0
+    learning_rate: float = 0.002
+    lr_power: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 0.001
+    weight_decay_mode: str = "coupled"
+    ema_decay: float = 0.999
+    teacher: str = "ema"
+    eval_weights: str = "ema"
+    lambda_c: float = 20.0
+    lambda_sc: float = 3.0
+    scl_mode: str = "pairs"
+    num_pairs: int = 9000
+    relax_window: int = 3
+    mixed_precision: str = "none"
+    strategy: str = "auto"
+    jit_compile: bool = False
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    eval_every: int = 5000
+    eval_images: int = 0
+    log_every: int = 10
+    image_every: int = 500
+
+    @property
+    def semi_supervised(self) -> bool:
+        """False for the supervised baseline (both unlabeled weights 0)."""
+        return self.lambda_c > 0 or self.lambda_sc > 0
+
+    def __post_init__(self):
+        for name in ("lambda_c", "lambda_sc", "weight_decay", "learning_rate", "momentum"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
+        if self.steps < 0 or (self.steps == 0 and self.epochs <= 0):
+            raise ConfigError(f"--steps/--epochs: need steps > 0 or epochs > 0, got "
+                              f"{self.steps}, {self.epochs}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"--ema_decay: must be in [0, 1), got {self.ema_decay}")
+        if self.scl_mode != "exact" and self.lambda_sc > 0 and \
+                self.num_pairs < (1 if self.scl_mode == "pairs" else 2):
+            raise ConfigError(f"--num_pairs: too small for --scl_mode={self.scl_mode}: "
+                              f"{self.num_pairs}")
+        if self.relax_window < 1 or self.relax_window % 2 == 0:
+            raise ConfigError(f"--relax_window: must be odd and >= 1, got {self.relax_window}")
+        for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_images", "image_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs, built once from the flags."""
 
     data: DataConfig
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     model_dir: str | None = None
+
+    def __post_init__(self):
+        if self.model_dir is None:
+            raise ConfigError("--model_dir: required")
 
 
 def _require_dir(flag: str, path: str) -> None:
@@ -254,7 +393,22 @@ def pipeline_from_flags(values=flags.FLAGS) -> PipelineConfig:
     )
 
 
+def model_from_flags(values=flags.FLAGS) -> ModelConfig:
+    """ModelConfig from parsed flags."""
+    return ModelConfig(backbone=values.backbone, output_stride=values.output_stride,
+                       low_level_stride=values.low_level_stride or None,
+                       weights=values.weights, sync_batchnorm=values.sync_batchnorm)
+
+
+def train_from_flags(values=flags.FLAGS) -> TrainConfig:
+    """TrainConfig from parsed flags."""
+    return TrainConfig(**{field.name: getattr(values, field.name)
+                          for field in dataclasses.fields(TrainConfig)})
+
+
 def from_flags(values=flags.FLAGS) -> Config:
     """The whole Config from parsed flags; raises ConfigError naming the flag at fault."""
     return Config(data=data_from_flags(values), pipeline=pipeline_from_flags(values),
+                  model=model_from_flags(values), train=train_from_flags(values),
                   model_dir=values.model_dir)
+

@@ -1,33 +1,39 @@
-"""Training entry point: python -m scl_tf.train --flagfile=configs/cityscapes.flags
+"""Training entry point.
 
-The teacher-student trainer is not implemented yet; for now this command checks the flags and
-the data, builds one batch of the input pipeline and says so.
+    python -m scl_tf.train --flagfile=configs/cityscapes.flags
+
+Trains (or resumes, if the model dir has checkpoints) the student and EMA teacher, validates on
+the val split, and exports the evaluation weights to MODEL_DIR/model.keras.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from absl import app, flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from scl_tf import config as config_lib
-from scl_tf.data import pipeline
-from scl_tf.data.datasets import DatasetError
+from absl import app, flags, logging  # noqa: E402
+
+from scl_tf import config as config_lib  # noqa: E402
+from scl_tf.data.datasets import DatasetError  # noqa: E402
 
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown the bar
+    from scl_tf.training.loop import TrainingError, train
+
     try:
         config = config_lib.from_flags(flags.FLAGS)
-        files = pipeline.train_files(config.data, config.model_dir)
-        element = next(iter(pipeline.train_dataset(files, config.pipeline)))
-    except (config_lib.ConfigError, DatasetError) as error:
+        result = train(config)
+    except (config_lib.ConfigError, DatasetError, TrainingError) as error:
         sys.exit(f"error: {error}")
-    shapes = {part: {key: tuple(value.shape) for key, value in batch.items()}
-              for part, batch in element.items()}
-    print(f"Data ready: {len(files.labeled)} labeled, {len(files.unlabeled)} unlabeled images; "
-          f"first batch {shapes}.")
-    print("Training is not yet available in this version of scl-tf (the trainer is on its way).")
+    if result.stopped_early:
+        sys.exit(f"stopped at step {result.step} of {result.total_steps}; run the same command "
+                 "again to resume")
+    if result.val_miou is not None:
+        print(f"Done: {result.step} steps, val mIoU {100 * result.val_miou:.2f}")
 
 
 def run():

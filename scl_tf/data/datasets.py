@@ -192,3 +192,15 @@ def check_headers(samples: list[Sample], what: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         problems = [problem for found in pool.map(_header_problems, samples) for problem in found]
     raise_problems(problems, what)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    with Image.open(path) as image:
+        return image.size[1], image.size[0]
+
+
+def smallest_size(paths: list[str]) -> tuple[int, int]:
+    """(smallest height, smallest width) among the images (headers only)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        sizes = list(pool.map(_image_size, paths))
+    return min(size[0] for size in sizes), min(size[1] for size in sizes)

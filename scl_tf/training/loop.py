@@ -1,0 +1,229 @@
+"""The training run: build, resume, step, log, validate, checkpoint, export.
+
+`train(config)` is what `python -m scl_tf.train` runs. It drives `SCLModel.train_step` under a
+tf.distribute strategy with its own loop (rather than `Model.fit`) so that a run resumes at the
+exact step, learning rate, teacher and input position, saves on SIGINT/SIGTERM, and stops on a
+non-finite loss naming the step and the term.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from scl_tf.config import Config, ConfigError
+from scl_tf.data import datasets, pipeline
+from scl_tf.eval import metrics
+from scl_tf.training import run_dir, summaries
+from scl_tf.training.checkpoints import RunCheckpoints
+from scl_tf.training.distribute import is_chief, select_strategy
+from scl_tf.training.optim import build_optimizer
+from scl_tf.training.scl_model import LOSS_TERMS, SCLModel, StepConfig
+from scl_tf.training.validation import validate
+
+MIXED_POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (a non-finite loss); the message names the step and term."""
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What a finished (or stopped) run reports, and its model."""
+
+    model: SCLModel
+    step: int
+    total_steps: int
+    stopped_early: bool
+    last_logs: dict
+    val_miou: float | None
+    export_path: str | None
+
+
+def total_steps(config: Config, num_labeled: int, num_replicas: int) -> int:
+    """--steps, or --epochs over the labeled set at the global labeled batch."""
+    if config.train.steps > 0:
+        return config.train.steps
+    global_batch = config.pipeline.labeled_batch_size * num_replicas
+    return max(1, math.ceil(config.train.epochs * num_labeled / global_batch))
+
+
+def check_crop_fits(files: pipeline.TrainFiles, config: Config) -> None:
+    """Stops when --crop_size exceeds the smallest labeled image at --scale_max: such crops
+    would be mostly padding (ignore) and the run would learn little."""
+    smallest = datasets.smallest_size([sample.image for sample in files.labeled])
+    reach = [int(side * config.pipeline.scale_max) for side in smallest]
+    crop = config.pipeline.crop_size
+    if crop[0] > reach[0] or crop[1] > reach[1]:
+        raise ConfigError(
+            f"--crop_size={crop[0]}x{crop[1]} is larger than the smallest labeled image "
+            f"({smallest[0]}x{smallest[1]}) at --scale_max={config.pipeline.scale_max} "
+            f"({reach[0]}x{reach[1]}): crops would be mostly padding")
+
+
+def _optimizer(config: Config, steps: int) -> keras.optimizers.Optimizer:
+    train = config.train
+    optimizer = build_optimizer(train.learning_rate, steps, train.lr_power, train.momentum,
+                                train.weight_decay, train.weight_decay_mode)
+    if train.mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a request to save and stop after the current step."""
+
+    def __init__(self):
+        self.signal_name = None
+        self._previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame):
+        if self.signal_name is not None:  # a second signal: stop now
+            signal.signal(number, self._previous[number])
+            signal.raise_signal(number)
+        self.signal_name = signal.Signals(number).name
+
+    def __exit__(self, *exc):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+def _check_finite(logs: dict, step: int) -> None:
+    for term in LOSS_TERMS:
+        if not np.isfinite(logs[term]):
+            raise TrainingError(f"step {step}: {term} is {logs[term]}; stopping. The last good "
+                                "checkpoint is kept in the model dir.")
+
+
+def train(config: Config, strategy: tf.distribute.Strategy | None = None,
+          verbose: bool = True) -> RunResult:
+    """Trains (or resumes) the run described by `config`; see the module docstring."""
+    train_config, model_dir = config.train, config.model_dir
+    strategy = strategy or select_strategy(train_config.strategy)
+    chief = is_chief(strategy)
+    keras.mixed_precision.set_dtype_policy(MIXED_POLICIES[train_config.mixed_precision])
+    keras.utils.set_random_seed(config.pipeline.seed)
+
+    files = pipeline.train_files(config.data, model_dir if chief else None)
+    if train_config.semi_supervised and not files.unlabeled:
+        raise ConfigError("--lambda_c/--lambda_sc: semi-supervised training needs unlabeled "
+                          "images, and the unlabeled pool is empty")
+    check_crop_fits(files, config)
+    val_samples = datasets.find_pairs(config.data, "val")
+    if train_config.eval_images:
+        val_samples = val_samples[: train_config.eval_images]
+    spec = files.spec
+    replicas = strategy.num_replicas_in_sync
+    steps = total_steps(config, len(files.labeled), replicas)
+    if chief:
+        run_dir.write_config(config, spec.num_classes, spec.class_names)
+
+    step_config = StepConfig(
+        lambda_c=train_config.lambda_c, lambda_sc=train_config.lambda_sc,
+        scl_mode=train_config.scl_mode, num_pairs=train_config.num_pairs,
+        relax_window=train_config.relax_window, ema_decay=train_config.ema_decay,
+        teacher=train_config.teacher, scl_boxes=config.pipeline.scl_boxes,
+        seed=config.pipeline.seed)
+    with strategy.scope():
+        student, teacher = run_dir.build_networks(config.model, spec.num_classes)
+        model = SCLModel(student, teacher, step_config)
+        optimizer = _optimizer(config, steps)
+        optimizer.build(student.trainable_variables)
+        model.compile(optimizer=optimizer)
+        checkpoints = RunCheckpoints(model_dir, strategy, train_config.keep_checkpoints,
+                                     student=student, teacher=teacher, optimizer=optimizer,
+                                     scl_seed=model.scl_seed.state)
+    if not checkpoints.restore():
+        model.copy_student_to_teacher()
+    start = int(checkpoints.step.numpy())
+    eval_model = teacher if train_config.eval_weights == "ema" else student
+
+    stream = strategy.distribute_datasets_from_function(
+        lambda context: pipeline.train_dataset(
+            files, config.pipeline, start_step=start, input_context=context,
+            with_unlabeled=train_config.semi_supervised, verbose=verbose and chief))
+
+    def replica_step(batch):
+        return model.train_step(batch)
+
+    @tf.function(jit_compile=train_config.jit_compile or None)
+    def distributed_step(batch):
+        shares = strategy.run(replica_step, args=(batch,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in shares.items()}
+
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs")) if chief else None
+    progress = keras.utils.Progbar(max(steps - start, 1), verbose=1 if verbose else 0,
+                                   stateful_metrics=["lr", *LOSS_TERMS, "accuracy"])
+    if verbose and chief:
+        print(f"Training {steps} steps from step {start}: {len(files.labeled)} labeled, "
+              f"{len(files.unlabeled)} unlabeled images, {replicas} replica(s), "
+              f"model dir {model_dir}")
+    logs, val_miou, stopped = {}, None, False
+    iterator = iter(stream)
+    with _StopRequest() as stop:
+        step = start
+        while step < steps:
+            batch = next(iterator)
+            learning_rate = float(optimizer.learning_rate)  # the rate this step uses
+            raw = distributed_step(batch)
+            step += 1
+            logs = {name: float(value) for name, value in raw.items()}
+            logs["accuracy"] = logs.pop("correct") / max(logs.pop("scored"), 1.0)
+            logs["lr"] = learning_rate
+            _check_finite(logs, step)
+            checkpoints.step.assign(step)
+            progress.update(step - start, list(logs.items()))
+            if writer is not None and step % train_config.log_every == 0:
+                summaries.write_scalars(writer, step, logs)
+            if (writer is not None and train_config.image_every
+                    and step % train_config.image_every == 0):
+                local = strategy.experimental_local_results(batch)[0]
+                summaries.write_panel(writer, step, summaries.panel_images(
+                    model, local, spec.palette, config.pipeline.scl_boxes))
+            if step % train_config.checkpoint_every == 0 or step == steps:
+                checkpoints.save()
+            if step % train_config.eval_every == 0 or step == steps:
+                val_miou = _validate_and_keep_best(eval_model, val_samples, spec, checkpoints,
+                                                   writer, step, verbose and chief)
+            if stop.signal_name is not None:
+                checkpoints.save()
+                stopped = True
+                if verbose:
+                    print(f"\n{stop.signal_name}: saved a checkpoint at step {step}; stopping.")
+                break
+    export_path = None
+    if not stopped and chief:
+        export_path = os.path.join(model_dir, run_dir.EXPORT_NAME)
+        eval_model.save(export_path)
+        if verbose:
+            print(f"Exported the {train_config.eval_weights} weights to {export_path}")
+    checkpoints.close()
+    return RunResult(model, step, steps, stopped, logs, val_miou, export_path)
+
+
+def _validate_and_keep_best(model, samples, spec, checkpoints: RunCheckpoints, writer,
+                            step: int, verbose: bool) -> float:
+    confusion = validate(model, samples, spec)
+    miou = metrics.mean_iou(confusion)
+    improved = checkpoints.offer_best(miou)
+    if writer is not None:
+        summaries.write_scalars(writer, step, {"val/miou": miou,
+                                               "val/pixel_accuracy":
+                                                   metrics.pixel_accuracy(confusion)})
+    if verbose:
+        print(f"\nstep {step}: val mIoU {100 * miou:.2f} on {len(samples)} images"
+              + (" (best so far, saved)" if improved else ""))
+    return miou

@@ -1,0 +1,53 @@
+"""TensorBoard output of a run: scalars and an image panel of the unlabeled branch."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from scl_tf.data.cutmix import cutmix_masks
+from scl_tf.data.labels import IGNORE_LABEL
+
+
+def colorize(train_ids, palette: np.ndarray) -> tf.Tensor:
+    """int [..., H, W] train ids -> uint8 [..., H, W, 3]; ignore (255) is black."""
+    table = np.zeros((256, 3), np.uint8)
+    table[: len(palette)] = palette
+    table[IGNORE_LABEL] = 0
+    return tf.gather(tf.constant(table), tf.cast(train_ids, tf.int32))
+
+
+def panel_images(model, batch, palette: np.ndarray, scl_boxes: int) -> tf.Tensor:
+    """One row per unlabeled pair: CutMix input | teacher target | student prediction, and the
+    labeled input | its label | the student's prediction above them.
+
+    Args:
+      model: SCLModel; batch: one replica's pipeline element.
+    Returns:
+      uint8 [rows, h, 3 * w, 3].
+    """
+    labeled = batch["labeled"]
+    rows = [tf.concat([tf.cast(labeled["image"], tf.uint8), colorize(labeled["label"], palette),
+                       colorize(tf.argmax(model(labeled["image"]), -1), palette)], axis=2)]
+    if "unlabeled" in batch:
+        unlabeled = batch["unlabeled"]
+        u_a, u_b = unlabeled["u_a"], unlabeled["u_b"]
+        mix, _ = cutmix_masks(unlabeled["boxes"], u_a.shape[1], u_a.shape[2], scl_boxes)
+        mixed = mix * u_b + (1.0 - mix) * u_a
+        target_a, target_b = model.teacher_probabilities(u_a, u_b)
+        target = mix * target_b + (1.0 - mix) * target_a
+        rows.append(tf.concat([tf.cast(mixed, tf.uint8),
+                               colorize(tf.argmax(target, -1), palette),
+                               colorize(tf.argmax(model(mixed), -1), palette)], axis=2))
+    return tf.concat(rows, axis=0)
+
+
+def write_scalars(writer, step: int, values: dict) -> None:
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            tf.summary.scalar(name, value)
+
+
+def write_panel(writer, step: int, images) -> None:
+    with writer.as_default(step=step):
+        tf.summary.image("panel", images, max_outputs=8)

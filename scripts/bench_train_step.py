@@ -1,0 +1,203 @@
+"""Train-step time: supervised, semi-supervised, and the semi-supervised step's ideal.
+
+    python scripts/bench_train_step.py       # writes benchmarks/bench_train_step.json
+
+For each backbone (DeepLabV3+, output stride 8, C = 19, random init) on --crop x --crop crops
+with 1 labeled + 1 unlabeled image (the paper's per-GPU batch), measured in one process:
+- steps: `SCLModel.train_step` in a `tf.function`, as `scl_tf.train` runs it: supervised
+  (lambda_c = lambda_sc = 0: no teacher, no unlabeled work), semi-supervised with the structured
+  loss exact and pairs (Npair 9000), and (unless --no-jit) pairs with whole-step XLA;
+- parts, each alone: the student forward + backward on the step's batch of 2 (x and u_m, with
+  the optimizer update), the teacher forward on u_a and u_b, the CutMix masks from the boxes,
+  the consistency loss and the structured loss (forward + backward, the latter XLA-compiled as in
+  the step) and the EMA update.
+The ideal semi-supervised step is student forward + backward + teacher forward; SSL/ideal is
+what the unlabeled branch's own work (masks, mixing, losses, EMA) and the glue cost on top.
+
+Every round times each case once, alternating, so that the load of a shared machine affects all
+alike; ratios are medians of per-round ratios.
+"""
+
+import argparse
+import functools
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from scl_tf.config import ModelConfig  # noqa: E402
+from scl_tf.data.cutmix import cutmix_masks, sample_boxes  # noqa: E402
+from scl_tf.losses import consistency_loss  # noqa: E402
+from scl_tf.training.optim import build_optimizer  # noqa: E402
+from scl_tf.training.run_dir import build_networks  # noqa: E402
+from scl_tf.training.scl_model import SCLModel, StepConfig, ema_update  # noqa: E402
+
+NUM_CLASSES = 19
+NUM_BOXES, SCL_BOXES, NUM_PAIRS = 32, 16, 9000
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def make_batch(crop: int, seed: int = 0) -> dict:
+    """One replica's pipeline element: 1 labeled image and 1 unlabeled pair, crop x crop."""
+    rng = np.random.default_rng(seed)
+
+    def image():
+        return tf.constant(rng.uniform(0, 255, (1, crop, crop, 3)), tf.float32)
+
+    label = tf.constant(rng.integers(0, NUM_CLASSES, (1, crop, crop)), tf.int32)
+    boxes = sample_boxes(tf.constant([seed, 1]), crop, crop, NUM_BOXES)[None]
+    return {"labeled": {"image": image(), "label": label},
+            "unlabeled": {"u_a": image(), "u_b": image(), "boxes": boxes}}
+
+
+def scl_model(student, teacher, **step) -> SCLModel:
+    model = SCLModel(student, teacher, StepConfig(num_pairs=NUM_PAIRS, scl_boxes=SCL_BOXES,
+                                                  **step))
+    model.compile(optimizer=build_optimizer(0.002, 10**6))
+    model.optimizer.build(student.trainable_variables)
+    return model
+
+
+def step_cases(student, teacher, batch, jit: bool) -> dict:
+    """{name: zero-argument callable} for the whole train steps."""
+    variants = {"supervised": (dict(lambda_c=0.0, lambda_sc=0.0), False),
+                "ssl_exact": (dict(scl_mode="exact"), False),
+                "ssl_pairs": (dict(scl_mode="pairs"), False)}
+    if jit:
+        variants["ssl_pairs_whole_step_xla"] = (dict(scl_mode="pairs"), True)
+    return {name: functools.partial(
+                tf.function(scl_model(student, teacher, **step).train_step, jit_compile=xla),
+                batch)
+            for name, (step, xla) in variants.items()}
+
+
+def part_cases(student, teacher, batch) -> dict:
+    """{name: zero-argument callable} for the parts of the semi-supervised step, alone."""
+    unlabeled = batch["unlabeled"]
+    u_a, u_b, boxes = unlabeled["u_a"], unlabeled["u_b"], unlabeled["boxes"]
+    crop = u_a.shape[1]
+    student_input = tf.concat([batch["labeled"]["image"], u_a], 0)
+    optimizer = build_optimizer(0.002, 10**6)
+    optimizer.build(student.trainable_variables)
+    probs = tf.nn.softmax(tf.random.normal((1, crop, crop, NUM_CLASSES)))
+    target = tf.nn.softmax(tf.random.normal((1, crop, crop, NUM_CLASSES)))
+    model = scl_model(student, teacher, scl_mode="pairs")
+    exact = scl_model(student, teacher, scl_mode="exact")
+    _, box_masks = cutmix_masks(boxes, crop, crop, SCL_BOXES)
+
+    @tf.function
+    def student_forward_backward():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(student(student_input, training=True))
+        optimizer.apply(tape.gradient(loss, student.trainable_variables),
+                        student.trainable_variables)
+
+    @tf.function
+    def teacher_forward():
+        return teacher(tf.concat([u_a, u_b], 0), training=False)
+
+    def gradient_of(loss_fn):
+        @tf.function
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch(probs)
+                loss = loss_fn(probs, target)
+            return tape.gradient(loss, probs)
+        return run
+
+    return {
+        "student_forward_backward": student_forward_backward,
+        "teacher_forward": teacher_forward,
+        "cutmix_masks": tf.function(lambda: cutmix_masks(boxes, crop, crop, SCL_BOXES)),
+        "consistency_loss": gradient_of(consistency_loss),
+        "scl_pairs": gradient_of(lambda s, t: model.structured_loss(s, t, box_masks)),
+        "scl_exact": gradient_of(lambda s, t: exact.structured_loss(s, t, box_masks)),
+        "ema_update": tf.function(
+            lambda: ema_update(teacher.weights, student.weights, 0.999)),
+    }
+
+
+def seconds(function) -> float:
+    start = time.perf_counter()
+    result = function()
+    tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, result)
+    return time.perf_counter() - start
+
+
+def measure(cases: dict, rounds: int) -> dict:
+    """{name: [seconds per round]}; every case warmed up (compiled) once first."""
+    for function in cases.values():
+        function()
+    times = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, function in cases.items():
+            times[name].append(seconds(function))
+    return times
+
+
+def summarise(times: dict) -> dict:
+    """Medians, SSL/ideal and the shares of the unlabeled branch's parts, per-round ratios."""
+    rounds = len(next(iter(times.values())))
+    ideal = [times["student_forward_backward"][r] + times["teacher_forward"][r]
+             for r in range(rounds)]
+
+    def median_ratio(numerator, denominator):
+        return statistics.median(n / d for n, d in zip(numerator, denominator))
+
+    summary = {"median_s": {name: statistics.median(values) for name, values in times.items()},
+               "ideal_s": statistics.median(ideal)}
+    steps = [name for name in times if name.startswith("ssl") or name == "supervised"]
+    summary["step_over_ideal"] = {name: median_ratio(times[name], ideal) for name in steps}
+    summary["ssl_pairs_over_supervised"] = median_ratio(times["ssl_pairs"], times["supervised"])
+    parts = ("cutmix_masks", "consistency_loss", "scl_pairs", "scl_exact", "ema_update")
+    summary["share_of_ssl_pairs_step"] = {
+        name: median_ratio(times[name], times["ssl_pairs"]) for name in parts}
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backbones", default="mobilenetv2,resnet50")
+    parser.add_argument("--crop", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-jit", action="store_true", help="skip the whole-step XLA case")
+    parser.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "bench_train_step.json"))
+    args = parser.parse_args()
+
+    batch = make_batch(args.crop)
+    results = {}
+    for backbone in args.backbones.split(","):
+        student, teacher = build_networks(ModelConfig(backbone=backbone, output_stride=8),
+                                          NUM_CLASSES)
+        cases = {**step_cases(student, teacher, batch, jit=not args.no_jit),
+                 **part_cases(student, teacher, batch)}
+        times = measure(cases, args.rounds)
+        results[backbone] = {"times_s": times, **summarise(times)}
+        summary = results[backbone]
+        print(f"\n{backbone} at {args.crop}x{args.crop}, ideal {summary['ideal_s']:.2f} s")
+        for name, ratio in summary["step_over_ideal"].items():
+            print(f"  {name:28s} {summary['median_s'][name]:7.2f} s  {ratio:5.2f}x ideal")
+        for name, share in summary["share_of_ssl_pairs_step"].items():
+            print(f"  {name:28s} {summary['median_s'][name]:7.3f} s  {100 * share:5.1f}% of ssl")
+    record = {
+        "command": "python scripts/bench_train_step.py",
+        "settings": {"crop": args.crop, "rounds": args.rounds, "output_stride": 8,
+                     "labeled_per_step": 1, "unlabeled_per_step": 1, "num_boxes": NUM_BOXES,
+                     "scl_boxes": SCL_BOXES, "num_pairs": NUM_PAIRS},
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
+                    "tensorflow": tf.__version__, "load_average": os.getloadavg()},
+        "results": results,
+    }
+    pathlib.Path(args.out).write_text(json.dumps(record, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The shipped flag files parse into valid configs, and contradictory flags stop early."""
+
+import pathlib
+
+import pytest
+from absl import flags
+
+from scl_tf import config as config_lib
+
+REPO = pathlib.Path(__file__).parent.parent
+CONFIGS = REPO / "configs"
+
+
+@pytest.fixture
+def parse(monkeypatch):
+    """Parses flags as `python -m scl_tf.train ...` would, from the repo root."""
+    monkeypatch.chdir(REPO)
+
+    def run(*arguments):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["train", *arguments])
+        return config_lib.from_flags(flags.FLAGS)
+
+    yield run
+    flags.FLAGS.unparse_flags()
+
+
+def test_cityscapes_flags_are_the_papers_recipe(parse, tmp_path):
+    config = parse("--flagfile=configs/cityscapes.flags", f"--data_dir={tmp_path}")
+    assert (config.model.backbone, config.model.output_stride) == ("wrn38", 8)
+    assert config.model.low_level_stride is None and config.model.sync_batchnorm  # wrn38: 2
+    train = config.train
+    assert (train.learning_rate, train.lr_power, train.momentum) == (0.002, 1.0, 0.9)
+    assert (train.weight_decay, train.weight_decay_mode) == (0.001, "coupled")
+    assert (train.epochs, train.ema_decay, train.teacher, train.eval_weights) == (
+        175, 0.999, "ema", "ema")
+    assert (train.lambda_c, train.lambda_sc, train.num_pairs) == (20, 3, 9000)
+    pipeline = config.pipeline
+    assert (pipeline.cutmix_boxes, pipeline.scl_boxes) == (32, 16)
+    assert (pipeline.labeled_batch_size, pipeline.unlabeled_batch_size) == (1, 1)
+    assert config.data.use_coarse_unlabeled and config.data.labeled_fraction is None
+
+
+def test_semi_1_8_flags_build_on_the_paper_recipe(parse, tmp_path):
+    config = parse("--flagfile=configs/cityscapes_semi_1-8.flags", f"--data_dir={tmp_path}")
+    assert config.data.labeled_fraction == 0.125
+    assert config.model_dir == "runs/cityscapes_semi_1-8"
+    assert (config.model.backbone, config.train.lambda_sc) == ("wrn38", 3)
+
+
+def test_camvid_and_demo_flags_parse(parse, tmp_path):
+    camvid = parse("--flagfile=configs/camvid.flags", f"--data_dir={tmp_path}")
+    assert camvid.data.dataset == "camvid" and not camvid.train.semi_supervised
+    demo = parse("--flagfile=configs/demo.flags")
+    assert demo.data.data_dir == "data/camvid_mini" and demo.train.semi_supervised
+
+
+@pytest.mark.parametrize("argument, flag", [
+    ("--scl_boxes=40", "--scl_boxes"),
+    ("--lambda_sc=-1", "--lambda_sc"),
+    ("--lambda_c=-0.5", "--lambda_c"),
+    ("--data_dir=/no/such/dir", "--data_dir"),
+])
+def test_contradictory_flags_name_the_flag(parse, argument, flag):
+    with pytest.raises(config_lib.ConfigError, match=flag):
+        parse("--flagfile=configs/demo.flags", argument)
+
+
+def test_missing_data_dir_is_named(parse):
+    with pytest.raises(config_lib.ConfigError, match="--data_dir"):
+        parse("--dataset=camvid", "--model_dir=runs/x")
+
+
+def test_crop_larger_than_the_scaled_images_stops_before_training(parse):
+    from scl_tf.data import pipeline
+    from scl_tf.training.loop import check_crop_fits
+
+    config = parse("--flagfile=configs/demo.flags", "--crop_size=800x800")  # frames: 360x480
+    files = pipeline.train_files(config.data)
+    with pytest.raises(config_lib.ConfigError, match=r"--crop_size=800x800 .*\(360x480\)"):
+        check_crop_fits(files, config)
+    check_crop_fits(files, parse("--flagfile=configs/demo.flags", "--crop_size=720x960"))
