@@ -125,6 +125,67 @@ flags.DEFINE_enum("checkpoint", "final", ("final", "latest", "best"),
                   "checkpoint (weights chosen by --eval_weights).")
 flags.DEFINE_string("output", None, "Output file or folder of the command.")
 
+# --- export -------------------------------------------------------------------------------------
+flags.DEFINE_bool("untrained", False,
+                  "to_saved_model: export a randomly initialised --backbone/--output_stride "
+                  "model with --dataset's classes instead of --model_dir (latency benchmarks).")
+flags.DEFINE_string("source", None,
+                    "to_onnx: a model dir of scl_tf.train or a SavedModel of to_saved_model.")
+flags.DEFINE_integer("opset", 17, "to_onnx: ONNX opset (13 to 18).")
+flags.DEFINE_bool("fp16", False,
+                  "to_onnx: float16 weights and arithmetic (inputs and outputs stay float32). "
+                  "benchmark: run in float16 (TensorRT fp16 engines; for cuda and cpu, an fp32 "
+                  "model is converted in memory).")
+flags.DEFINE_string("input_size", "dynamic",
+                    "to_onnx: HxW to fix the input to (a multiple of the output stride), or "
+                    "dynamic for any size.")
+flags.DEFINE_bool("onnx_probabilities", False,
+                  "to_onnx: also output the softmax probabilities (slow in ONNX Runtime on CPU; "
+                  "by default the model outputs logits and labels).")
+flags.DEFINE_string("parity_dir", "data/camvid_mini/val",
+                    "to_onnx: real frames compared with TensorFlow besides random images; empty "
+                    "= random images only.")
+flags.DEFINE_integer("parity_frames", 2, "to_onnx: number of --parity_dir frames compared.")
+flags.DEFINE_string("provider", "cpu",
+                    "benchmark, predict_onnx: ONNX Runtime execution provider: cpu, cuda or "
+                    "tensorrt.")
+flags.DEFINE_integer("device_id", 0,
+                     "benchmark, predict_onnx: GPU of the cuda / tensorrt provider.")
+flags.DEFINE_string("cudnn_conv_algo_search", "EXHAUSTIVE",
+                    "cuda provider: EXHAUSTIVE, HEURISTIC or DEFAULT convolution algorithm search.")
+flags.DEFINE_string("trt_engine_cache", None,
+                    "tensorrt provider: folder caching built engines across runs; unset = off.")
+flags.DEFINE_integer("batch", 1, "benchmark: images per call.")
+flags.DEFINE_string("size", "512x1024", "benchmark: input HxW.")
+flags.DEFINE_integer("iters", 30, "benchmark: timed calls of each runtime.")
+flags.DEFINE_integer("warmup", 3, "benchmark: untimed calls of each runtime first.")
+flags.DEFINE_string("saved_model", None,
+                    "benchmark: a SavedModel of to_saved_model timed side by side with --model "
+                    "(needs TensorFlow); unset = ONNX Runtime only.")
+flags.DEFINE_string("image", None, "predict_onnx: the image to segment.")
+
+# --- evaluation and prediction ------------------------------------------------------------------
+flags.DEFINE_list("scales", ["1.0"],
+                  "Inference scales; softmax probabilities are averaged at input resolution "
+                  "(the paper: 0.5,1.0,2.0).")
+flags.DEFINE_bool("flip", False, "Also infer on the mirrored image and average (the paper: on).")
+flags.DEFINE_string("tile", "",
+                    "Cut images (at each scale) larger than this, HxW or N, into overlapping "
+                    "tiles run one by one and blended; empty = whole images (the paper: "
+                    "1024x1024).")
+flags.DEFINE_string("tile_stride", "",
+                    "Step between tiles, HxW or N; empty = 2/3 of --tile (1/3 overlap).")
+flags.DEFINE_string("eval_split", "val", "evaluate: the split scored.")
+flags.DEFINE_string("predictions", None,
+                    "evaluate: score this folder of prediction PNGs (named like the images, in "
+                    "--format labelIds or trainIds) instead of running a model.")
+flags.DEFINE_string("input", None,
+                    "predict: a folder of images (searched recursively) or a glob pattern.")
+flags.DEFINE_enum("format", "labelIds", ("labelIds", "trainIds", "color", "overlay"),
+                  "Prediction files: the dataset's label values (Cityscapes labelIds, ready for "
+                  "the benchmark), train ids, a colour map, or the colour map over the image.")
+flags.DEFINE_float("overlay_alpha", 0.5, "predict --format=overlay: opacity of the colours.")
+
 
 class ConfigError(ValueError):
     """A flag value is invalid or contradicts another; the message names the flag."""
@@ -412,3 +473,51 @@ def from_flags(values=flags.FLAGS) -> Config:
                   model=model_from_flags(values), train=train_from_flags(values),
                   model_dir=values.model_dir)
 
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """Test-time inference: scales, flip and tiles (see scl_tf.eval.inference).
+
+    Attributes:
+      scales: image scales whose probabilities are averaged.
+      flip: also run the mirrored image.
+      tile: (height, width) of the largest piece run through the network at once; None runs
+        whole images.
+      tile_stride: (height, width) step between tiles; None: 2/3 of `tile` (1/3 overlap).
+    """
+
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    tile: tuple[int, int] | None = None
+    tile_stride: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if not self.scales or min(self.scales) <= 0:
+            raise ConfigError(f"--scales: need one or more positive scales, got {self.scales}")
+        if self.tile is not None and min(self.tile) < 1:
+            raise ConfigError(f"--tile: must be positive, got {self.tile}")
+        if self.tile_stride is not None:
+            if self.tile is None:
+                raise ConfigError("--tile_stride: needs --tile")
+            if not all(1 <= step <= size for step, size in zip(self.tile_stride, self.tile)):
+                raise ConfigError(f"--tile_stride: must be in 1..--tile ({self.tile}), got "
+                                  f"{self.tile_stride}")
+
+    @property
+    def stride(self) -> tuple[int, int] | None:
+        """The step between tiles, (height, width); None without tiles."""
+        if self.tile is None or self.tile_stride is not None:
+            return self.tile_stride
+        return tuple(max(1, -(-2 * size // 3)) for size in self.tile)
+
+
+def inference_from_flags(values=flags.FLAGS) -> InferenceConfig:
+    """InferenceConfig from parsed flags."""
+    try:
+        scales = tuple(float(scale) for scale in values.scales)
+    except ValueError:
+        raise ConfigError(f"--scales: expected numbers, got {values.scales}") from None
+    return InferenceConfig(
+        scales=scales, flip=values.flip,
+        tile=parse_size("tile", values.tile) if values.tile else None,
+        tile_stride=parse_size("tile_stride", values.tile_stride) if values.tile_stride else None)
