@@ -11,8 +11,10 @@ with 1 labeled + 1 unlabeled image (the paper's per-GPU batch), measured in one 
   the optimizer update), the teacher forward on u_a and u_b, the CutMix masks from the boxes,
   the consistency loss and the structured loss (forward + backward, the latter XLA-compiled as in
   the step) and the EMA update.
-The ideal semi-supervised step is student forward + backward + teacher forward; SSL/ideal is
-what the unlabeled branch's own work (masks, mixing, losses, EMA) and the glue cost on top.
+The ideal semi-supervised step is student forward + backward + teacher forward, timed as one
+graph (`networks_only`: TensorFlow runs the two networks' independent ops side by side, as it
+does in the step) and also as the sum of the two timed alone; SSL/ideal is what the unlabeled
+branch's own work (masks, mixing, losses, EMA) and the glue cost on top.
 
 Every round times each case once, alternating, so that the load of a shared machine affects all
 alike; ratios are medians of per-round ratios.
@@ -103,6 +105,11 @@ def part_cases(student, teacher, batch) -> dict:
     def teacher_forward():
         return teacher(tf.concat([u_a, u_b], 0), training=False)
 
+    @tf.function
+    def networks_only():
+        teacher_forward()
+        student_forward_backward()
+
     def gradient_of(loss_fn):
         @tf.function
         def run():
@@ -115,6 +122,7 @@ def part_cases(student, teacher, batch) -> dict:
     return {
         "student_forward_backward": student_forward_backward,
         "teacher_forward": teacher_forward,
+        "networks_only": networks_only,
         "cutmix_masks": tf.function(lambda: cutmix_masks(boxes, crop, crop, SCL_BOXES)),
         "consistency_loss": gradient_of(consistency_loss),
         "scl_pairs": gradient_of(lambda s, t: model.structured_loss(s, t, box_masks)),
@@ -145,14 +153,16 @@ def measure(cases: dict, rounds: int) -> dict:
 def summarise(times: dict) -> dict:
     """Medians, SSL/ideal and the shares of the unlabeled branch's parts, per-round ratios."""
     rounds = len(next(iter(times.values())))
-    ideal = [times["student_forward_backward"][r] + times["teacher_forward"][r]
-             for r in range(rounds)]
+    parts_sum = [times["student_forward_backward"][r] + times["teacher_forward"][r]
+                 for r in range(rounds)]
+    ideal = times["networks_only"]
 
     def median_ratio(numerator, denominator):
         return statistics.median(n / d for n, d in zip(numerator, denominator))
 
     summary = {"median_s": {name: statistics.median(values) for name, values in times.items()},
-               "ideal_s": statistics.median(ideal)}
+               "ideal_s": statistics.median(ideal),
+               "student_plus_teacher_alone_s": statistics.median(parts_sum)}
     steps = [name for name in times if name.startswith("ssl") or name == "supervised"]
     summary["step_over_ideal"] = {name: median_ratio(times[name], ideal) for name in steps}
     summary["ssl_pairs_over_supervised"] = median_ratio(times["ssl_pairs"], times["supervised"])
@@ -172,30 +182,31 @@ def main():
     args = parser.parse_args()
 
     batch = make_batch(args.crop)
-    results = {}
+    record = {
+        "command": "python scripts/bench_train_step.py",
+        "settings": {"crop": args.crop, "rounds": args.rounds, "output_stride": 8,
+                     "whole_step_xla": not args.no_jit, "labeled_per_step": 1,
+                     "unlabeled_per_step": 1, "num_boxes": NUM_BOXES, "scl_boxes": SCL_BOXES,
+                     "num_pairs": NUM_PAIRS},
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
+                    "tensorflow": tf.__version__, "load_average_start": os.getloadavg()},
+        "results": {},
+    }
     for backbone in args.backbones.split(","):
         student, teacher = build_networks(ModelConfig(backbone=backbone, output_stride=8),
                                           NUM_CLASSES)
         cases = {**step_cases(student, teacher, batch, jit=not args.no_jit),
                  **part_cases(student, teacher, batch)}
         times = measure(cases, args.rounds)
-        results[backbone] = {"times_s": times, **summarise(times)}
-        summary = results[backbone]
+        summary = {"times_s": times, **summarise(times)}
+        record["results"][backbone] = summary
+        record["machine"]["load_average_end"] = os.getloadavg()
+        pathlib.Path(args.out).write_text(json.dumps(record, indent=2))  # after each backbone
         print(f"\n{backbone} at {args.crop}x{args.crop}, ideal {summary['ideal_s']:.2f} s")
         for name, ratio in summary["step_over_ideal"].items():
             print(f"  {name:28s} {summary['median_s'][name]:7.2f} s  {ratio:5.2f}x ideal")
         for name, share in summary["share_of_ssl_pairs_step"].items():
             print(f"  {name:28s} {summary['median_s'][name]:7.3f} s  {100 * share:5.1f}% of ssl")
-    record = {
-        "command": "python scripts/bench_train_step.py",
-        "settings": {"crop": args.crop, "rounds": args.rounds, "output_stride": 8,
-                     "labeled_per_step": 1, "unlabeled_per_step": 1, "num_boxes": NUM_BOXES,
-                     "scl_boxes": SCL_BOXES, "num_pairs": NUM_PAIRS},
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
-                    "tensorflow": tf.__version__, "load_average": os.getloadavg()},
-        "results": results,
-    }
-    pathlib.Path(args.out).write_text(json.dumps(record, indent=2))
     print(f"\nwrote {args.out}")
 
 

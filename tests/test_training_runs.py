@@ -54,7 +54,7 @@ def test_two_workers_agree_with_each_other_and_with_one_process(tmp_path):
     assert first.keys() >= {"loss", "loss_x", "loss_c", "loss_sc", "accuracy", "lr"}
     for name, value in first.items():
         assert results[0]["first_logs"][name] == pytest.approx(value, rel=1e-4, abs=1e-7), name
-    assert results[1]["first_logs"] == {}  # only the chief writes logs
+    assert len(list((tmp_path / "multi" / "logs").iterdir())) == 1  # only the chief writes
     for name, value in single["logs"].items():
         assert results[0]["logs"][name] == results[1]["logs"][name], name
         assert results[0]["logs"][name] == pytest.approx(value, rel=0.1, abs=1e-6), name
