@@ -48,16 +48,16 @@ def test_two_workers_agree_with_each_other_and_with_one_process(tmp_path):
     assert results[0]["digest"] == pytest.approx(single["digest"], rel=1e-4)
     # The first step is well conditioned: one process and two workers agree closely on it. By
     # the second, this tiny random-init network's huge first-layer gradients (~100) have turned
-    # summation-order differences into percent-level loss differences (measured: the same single
-    # process with TF_ENABLE_ONEDNN_OPTS=0 drifts as far), so step 2 is compared loosely.
+    # summation-order differences into percent-level differences of the losses and accuracy
+    # (measured: the same single process with TF_ENABLE_ONEDNN_OPTS=0 drifts as far), so step 2
+    # is only compared between the two workers, which must agree exactly.
     first = single["first_logs"]
     assert first.keys() >= {"loss", "loss_x", "loss_c", "loss_sc", "accuracy", "lr"}
     for name, value in first.items():
         assert results[0]["first_logs"][name] == pytest.approx(value, rel=1e-4, abs=1e-7), name
     assert len(list((tmp_path / "multi" / "logs").iterdir())) == 1  # only the chief writes
-    for name, value in single["logs"].items():
-        assert results[0]["logs"][name] == results[1]["logs"][name], name
-        assert results[0]["logs"][name] == pytest.approx(value, rel=0.1, abs=1e-6), name
+    assert results[0]["logs"] == results[1]["logs"]
+    assert results[0]["logs"].keys() == single["logs"].keys()
     assert (tmp_path / "multi" / "checkpoints" / "checkpoint").exists()
     assert not list((tmp_path / "multi").glob(".scratch_*"))
 
