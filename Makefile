@@ -17,8 +17,16 @@ $(VENV)/.test-installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[cpu,dev]"
 	touch $@ $(VENV)/.demo-installed
 
+DEMO_DIR := runs/demo
+DEMO_FRAME := data/camvid_mini/val/0016E5_07959.png
+
+# Train on the bundled sample, export the EMA teacher to ONNX (prints the parity with
+# TensorFlow) and segment one bundled frame with ONNX Runtime (prints where the overlay is).
 demo: $(VENV)/.demo-installed
-	$(PY) -m scl_tf.train --flagfile=configs/demo.flags
+	$(PY) -m scl_tf.train --flagfile=configs/demo.flags --model_dir=$(DEMO_DIR)
+	$(PY) export/to_onnx.py --source=$(DEMO_DIR) --output=$(DEMO_DIR)/model.onnx
+	$(PY) export/predict_onnx.py --model=$(DEMO_DIR)/model.onnx --image=$(DEMO_FRAME) \
+		--output=$(DEMO_DIR)/onnx_overlay.png
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,120 @@
+"""Latency of an exported model in ONNX Runtime, side by side with its TensorFlow SavedModel.
+
+    python export/benchmark.py --model=model.onnx --saved_model=SAVED_MODEL \
+        --size=512x1024 --batch=1 --iters=30 --output=benchmarks/bench_export.json
+    python export/benchmark.py --model=model.onnx --provider=tensorrt --fp16 \
+        --trt_engine_cache=/tmp/trt_cache      # on a GPU machine (onnxruntime-gpu)
+
+Both runtimes get the same random float32 batch [--batch, H, W, 3], made once; session
+creation, TensorRT engine builds and --warmup calls are not timed. ONNX Runtime runs through
+IOBinding: the input is copied to the device once and outputs stay there, so no host copies
+are timed on GPU providers. The SavedModel runs the signature with the ONNX model's outputs
+(serving_logits: logits and labels; serving_default if the ONNX model has probabilities).
+The runtimes alternate call by call; the ratio is the median of the per-call ratios.
+Prints latency p50/p90/p99 and images/s; --output adds the record to a JSON list (replacing
+the record of the same model, provider, precision, batch and size).
+"""
+
+import os
+import platform
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from scl_tf import config  # noqa: E402
+from scl_tf.export import bench, parity, runtime  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+
+def open_session(options: runtime.RuntimeOptions):
+    """The ONNX Runtime session of --model; converted to fp16 in memory for --fp16 off TensorRT."""
+    model = FLAGS.model
+    if FLAGS.fp16 and options.provider != "tensorrt":
+        from scl_tf.export.onnx_model import fp16_model_bytes
+
+        model = fp16_model_bytes(FLAGS.model)
+    return runtime.create_session(model, options)
+
+
+def tensorflow_call(images, onnx_outputs):
+    """(signature name, call) of --saved_model with the ONNX model's outputs."""
+    from scl_tf.export import serving
+
+    tf_model = serving.load_saved_model(FLAGS.saved_model)
+    signature = serving.SIGNATURE_FLOAT if "probabilities" in onnx_outputs else \
+        serving.SIGNATURE_LOGITS
+    return signature, serving.signature_runner(tf_model, signature, images)
+
+
+def print_table(record: dict) -> None:
+    print(f"{record['backbone']} {record['size'][0]}x{record['size'][1]} batch "
+          f"{record['batch']} {record['precision']} ({record['machine']})")
+    print(f"{'runtime':<28}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'images/s':>10}")
+    for name in ("onnxruntime", "tensorflow"):
+        if name in record:
+            stats = record[name]
+            print(f"{name + ' (' + stats['runs'] + ')':<28}{stats['p50_ms']:>10.1f}"
+                  f"{stats['p90_ms']:>10.1f}{stats['p99_ms']:>10.1f}{stats['images_per_s']:>10.2f}")
+    if "ratio_onnxruntime_to_tensorflow" in record:
+        print(f"ONNX Runtime / TensorFlow latency: {record['ratio_onnxruntime_to_tensorflow']:.2f}")
+
+
+def main(argv):
+    del argv
+    import onnxruntime as ort
+
+    if not FLAGS.model:
+        sys.exit("error: --model: required (an .onnx file of export/to_onnx.py)")
+    try:
+        bench.check_counts(FLAGS.batch, FLAGS.iters, FLAGS.warmup)
+        size = config.parse_size("size", FLAGS.size)
+        options = runtime.RuntimeOptions(
+            FLAGS.provider, FLAGS.device_id, FLAGS.cudnn_conv_algo_search,
+            trt_fp16=FLAGS.fp16 and FLAGS.provider == "tensorrt",
+            trt_engine_cache=FLAGS.trt_engine_cache)
+        session = open_session(options)
+        info = runtime.model_info(session, FLAGS.model)
+        runtime.check_input_size(session, size, "--size", FLAGS.model)
+    except (ValueError, FileNotFoundError, runtime.ProviderError) as error:
+        sys.exit(f"error: {error}")
+    images = parity.random_images(FLAGS.batch, size, seed=0)
+    calls = {"onnxruntime": runtime.BoundRunner(session, images, options)}
+    signature = None
+    if FLAGS.saved_model:
+        try:
+            signature, calls["tensorflow"] = tensorflow_call(images, info.outputs)
+        except (FileNotFoundError, ValueError) as error:
+            sys.exit(f"error: --saved_model: {error}")
+    load_start = os.getloadavg()
+    times = bench.time_side_by_side(calls, FLAGS.iters, FLAGS.warmup)
+    record = {
+        "model": FLAGS.model, "backbone": info.backbone, "output_stride": info.output_stride,
+        "num_classes": info.num_classes, "provider": FLAGS.provider,
+        "precision": "fp16" if FLAGS.fp16 or info.precision == "fp16" else "fp32",
+        "onnx_input_size": "dynamic" if info.input_size is None else list(info.input_size),
+        "batch": FLAGS.batch, "size": list(size), "iters": FLAGS.iters, "warmup": FLAGS.warmup,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average_start_end": [load_start, os.getloadavg()],
+        "onnxruntime": {"runs": f"{session.get_providers()[0]}, IOBinding",
+                        "version": ort.__version__, "outputs": list(info.outputs),
+                        **vars(bench.summarize(times["onnxruntime"], FLAGS.batch))},
+    }
+    if signature is not None:
+        import tensorflow as tf
+
+        record["tensorflow"] = {"runs": f"SavedModel {signature}", "version": tf.__version__,
+                                "saved_model": FLAGS.saved_model,
+                                **vars(bench.summarize(times["tensorflow"], FLAGS.batch))}
+        record["ratio_onnxruntime_to_tensorflow"] = bench.paired_ratio(times["onnxruntime"],
+                                                                       times["tensorflow"])
+    print_table(record)
+    if FLAGS.output:
+        bench.update_json(FLAGS.output, record)
+        print(f"record added to {FLAGS.output}")
+
+
+if __name__ == "__main__":
+    app.run(main)
