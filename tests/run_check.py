@@ -3,7 +3,6 @@ the strategy named on the command line; prints the final logs, the first step's 
 written to TensorBoard (chief only) and a digest of the student weights as JSON.
 Usage: run_check.py STRATEGY MODEL_DIR PER_REPLICA_BATCH"""
 
-import glob
 import json
 import os
 import sys
@@ -11,11 +10,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from scl_tf.config import Config, DataConfig, ModelConfig, PipelineConfig, TrainConfig  # noqa: E402
 from scl_tf.training.distribute import select_strategy  # noqa: E402
 from scl_tf.training.loop import train  # noqa: E402
+from scl_tf.training.summaries import read_scalars  # noqa: E402
 
 MINI = os.path.join(os.path.dirname(__file__), "..", "data", "camvid_mini")
 
@@ -34,13 +33,8 @@ def tiny_config(model_dir, per_replica_batch):
 
 def scalars_at(model_dir, step):
     """{tag: value} of the TensorBoard scalars written at `step` ({} without logs)."""
-    values = {}
-    for path in glob.glob(os.path.join(model_dir, "logs", "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            if event.step == step:
-                for value in event.summary.value:
-                    values[value.tag] = float(tf.make_ndarray(value.tensor))
-    return values
+    return {tag: value for tag, points in read_scalars(os.path.join(model_dir, "logs")).items()
+            for at, value in points if at == step}
 
 
 def main():

@@ -55,6 +55,16 @@ def test_camvid_and_demo_flags_parse(parse, tmp_path):
     assert demo.data.data_dir == "data/camvid_mini" and demo.train.semi_supervised
 
 
+def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
+    config = parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}")
+    assert config.data.labeled_list == "configs/camvid_1-8_labeled.txt"
+    assert config.train.semi_supervised and config.train.scl_mode == "exact"
+    names = [line for line in (REPO / config.data.labeled_list).read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert len(names) == len(set(names)) == 46
+    assert all(name.startswith("train/") and name.endswith(".png") for name in names)
+
+
 @pytest.mark.parametrize("argument, flag", [
     ("--scl_boxes=40", "--scl_boxes"),
     ("--lambda_sc=-1", "--lambda_sc"),

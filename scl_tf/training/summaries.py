@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import glob
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -51,3 +54,19 @@ def write_scalars(writer, step: int, values: dict) -> None:
 def write_panel(writer, step: int, images) -> None:
     with writer.as_default(step=step):
         tf.summary.image("panel", images, max_outputs=8)
+
+
+def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a run's TensorBoard files, {tag: [(step, value), ...] by step}.
+
+    A resumed run writes a new file and repeats the steps after its last checkpoint; the value
+    written last (newest file) is kept for each step. {} when `log_dir` has no event files.
+    """
+    latest: dict[str, dict[int, float]] = {}
+    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")),
+                       key=os.path.getmtime):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                latest.setdefault(value.tag, {})[event.step] = float(
+                    tf.make_ndarray(value.tensor))
+    return {tag: sorted(values.items()) for tag, values in latest.items()}

@@ -1,0 +1,227 @@
+"""The paper's ablation (Tables 2 and 3) at small scale: CamVid with 1/8 of the labels.
+
+    python scripts/run_camvid_study.py --data_dir=PATH/TO/CamVid
+
+Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.train` and of
+`scl_tf.evaluate` each, from configs/camvid_semi_1-8.flags:
+
+  supervised        labeled cross entropy only (lambda_c = lambda_sc = 0)
+  consistency       + lambda_c * L_c
+  scl_exact         + lambda_c * L_c + lambda_sc * L_sc, every pair (the full method)
+  scl_pairs         the same with the paper's sampler, Drop(., Npair = 9000)
+  teacher_student   the full method with the student as its own teacher (no EMA teacher)
+
+each with seed 0, and supervised and scl_exact again with seed 1. Every run is resumable: an
+interrupted study started again continues each run from its last checkpoint and skips what is
+done. Each run is scored on the val split with the EMA weights and with the student's. Writes
+--results.json (everything), --results.md (the table) and --results.png (val mIoU per arm and
+the training curves); `--runs` picks a subset, extra `scl_tf.train` flags follow `--`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ARMS = {
+    "supervised": ("Supervised only", ["--lambda_c=0", "--lambda_sc=0"]),
+    "consistency": ("+ consistency (lambda_c)", ["--lambda_sc=0"]),
+    "scl_exact": ("+ consistency + SCL exact (full method)", ["--scl_mode=exact"]),
+    "scl_pairs": ("+ consistency + SCL pairs (Npair 9000)",
+                  ["--scl_mode=pairs", "--num_pairs=9000"]),
+    "teacher_student": ("full method, teacher = student (no EMA teacher)",
+                        ["--scl_mode=exact", "--teacher=student"]),
+}
+# Run order: one seed of every arm first, then the second seeds.
+RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_pairs_s0", "teacher_student_s0",
+        "supervised_s1", "scl_exact_s1")
+EVAL_WEIGHTS = ("ema", "student")
+CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
+
+
+def parse_run(name: str) -> tuple[str, int]:
+    """'scl_exact_s1' -> ('scl_exact', 1)."""
+    arm, _, seed = name.rpartition("_s")
+    if arm not in ARMS or not seed.isdigit():
+        raise SystemExit(f"--runs: {name!r} is not ARM_sSEED with ARM one of {sorted(ARMS)}")
+    return arm, int(seed)
+
+
+def train_command(args, name: str, extra: list[str]) -> list[str]:
+    arm, seed = parse_run(name)
+    return [sys.executable, "-m", "scl_tf.train", f"--flagfile={args.config}",
+            f"--data_dir={args.data_dir}", f"--seed={seed}",
+            f"--model_dir={os.path.join(args.runs_dir, name)}", *ARMS[arm][1], *extra]
+
+
+def eval_path(run_dir: str, weights: str) -> str:
+    return os.path.join(run_dir, f"eval_val_{weights}.json")
+
+
+def eval_command(run_dir: str, weights: str) -> list[str]:
+    return [sys.executable, "-m", "scl_tf.evaluate", f"--model={run_dir}", "--checkpoint=latest",
+            f"--eval_weights={weights}", f"--output={eval_path(run_dir, weights)}"]
+
+
+def is_trained(run_dir: str) -> bool:
+    """Training ended (the final export is written last, after the final checkpoint)."""
+    return os.path.isfile(os.path.join(run_dir, "model.keras"))
+
+
+def execute(command: list[str], log_path: str) -> None:
+    """Runs `command`, appending its output to `log_path`; stops the study if it fails."""
+    print(" ".join(command), flush=True)
+    with open(log_path, "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise SystemExit(f"failed with exit code {code}; see {log_path}")
+
+
+def run_one(args, name: str, extra: list[str]) -> None:
+    """Trains (or resumes) one run and evaluates it with both weights, skipping what is done."""
+    run_dir = os.path.join(args.runs_dir, name)
+    os.makedirs(run_dir, exist_ok=True)
+    log_path = os.path.join(run_dir, "study.log")
+    if not is_trained(run_dir):
+        execute(train_command(args, name, extra), log_path)
+    for weights in EVAL_WEIGHTS:
+        if not os.path.isfile(eval_path(run_dir, weights)):
+            execute(eval_command(run_dir, weights), log_path)
+
+
+def collect_run(run_dir: str) -> dict:
+    """The scores, settings and curves of a finished run."""
+    from scl_tf.training.summaries import read_scalars
+
+    with open(os.path.join(run_dir, "config.json")) as source:
+        config = json.load(source)
+    scores = {}
+    for weights in EVAL_WEIGHTS:
+        with open(eval_path(run_dir, weights)) as source:
+            scores[weights] = json.load(source)
+    curves = read_scalars(os.path.join(run_dir, "logs"))
+    return {"steps": config["train"]["steps"], "config": config,
+            "miou": {weights: scores[weights]["miou"] for weights in EVAL_WEIGHTS},
+            "class_iou": {weights: scores[weights]["class_iou"] for weights in EVAL_WEIGHTS},
+            "curves": {tag: curves.get(tag, []) for tag in CURVE_TAGS}}
+
+
+def summarize_arms(runs: dict[str, dict]) -> dict[str, dict]:
+    """Per arm: seeds, mIoU (EMA and student weights) per seed, their mean and spread."""
+    arms: dict[str, dict] = {}
+    for name, run in runs.items():
+        arm, seed = parse_run(name)
+        entry = arms.setdefault(arm, {"label": ARMS[arm][0], "seeds": [],
+                                      **{weights: [] for weights in EVAL_WEIGHTS}})
+        entry["seeds"].append(seed)
+        for weights in EVAL_WEIGHTS:
+            entry[weights].append(run["miou"][weights])
+    for entry in arms.values():
+        for weights in EVAL_WEIGHTS:
+            values = np.asarray(entry[weights])
+            entry[f"{weights}_mean"] = float(values.mean())
+            entry[f"{weights}_std"] = float(values.std(ddof=1)) if values.size > 1 else None
+    return {arm: arms[arm] for arm in ARMS if arm in arms}
+
+
+def markdown_table(arms: dict[str, dict]) -> str:
+    """The mIoU table (in %), one row per arm; mean and spread (sample std) over seeds."""
+    def cell(entry, weights):
+        text = f"{100 * entry[f'{weights}_mean']:.2f}"
+        if entry[f"{weights}_std"] is not None:
+            text += f" +- {100 * entry[f'{weights}_std']:.2f}"
+        return text + "".join(f" ({100 * v:.2f})" for v in entry[weights]) * (
+            len(entry[weights]) > 1)
+
+    lines = ["| arm | seeds | val mIoU %, EMA weights | val mIoU %, student weights |",
+             "|---|---|---|---|"]
+    for entry in arms.values():
+        seeds = ",".join(str(seed) for seed in entry["seeds"])
+        lines.append(f"| {entry['label']} | {seeds} | {cell(entry, 'ema')} | "
+                     f"{cell(entry, 'student')} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
+    """val mIoU per arm (bars, seeds as dots) and the curves of loss_x and val mIoU per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (bars, loss_axes, miou_axes) = plt.subplots(1, 3, figsize=(17, 4.8))
+    labels = list(arms)
+    means = [100 * arms[arm]["ema_mean"] for arm in labels]
+    bars.bar(range(len(labels)), means, color="#7fa7d9")
+    for position, arm in enumerate(labels):
+        values = [100 * value for value in arms[arm]["ema"]]
+        bars.plot([position] * len(values), values, "k.", markersize=8)
+    bars.set_xticks(range(len(labels)), labels, rotation=25, ha="right")
+    bars.set_ylabel("val mIoU % (EMA weights)")
+    bars.set_title("CamVid 1/8: val mIoU per arm")
+    for name, run in runs.items():
+        for axes, tag in ((loss_axes, "loss_x"), (miou_axes, "val/miou")):
+            points = np.asarray(run["curves"][tag], dtype=float).reshape(-1, 2)
+            values = points[:, 1] * (100 if tag == "val/miou" else 1)
+            axes.plot(points[:, 0], values, label=name, marker="." if tag == "val/miou" else None)
+    loss_axes.set_title("labeled loss L_x (training)")
+    loss_axes.set_xlabel("step")
+    loss_axes.set_yscale("log")
+    miou_axes.set_title("val mIoU % during training (EMA weights)")
+    miou_axes.set_xlabel("step")
+    miou_axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def write_results(args, names: list[str]) -> None:
+    """Collects every finished run of `names` into --results.{json,md,png}."""
+    runs = {name: collect_run(os.path.join(args.runs_dir, name)) for name in names
+            if os.path.isfile(eval_path(os.path.join(args.runs_dir, name), EVAL_WEIGHTS[-1]))}
+    if not runs:
+        return
+    arms = summarize_arms(runs)
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    with open(args.results + ".json", "w") as out:
+        json.dump({"command": " ".join(sys.argv), "arms": arms, "runs": runs}, out, indent=1)
+    with open(args.results + ".md", "w") as out:
+        out.write(markdown_table(arms))
+    plot(runs, arms, args.results + ".png")
+    print(markdown_table(arms))
+    print(f"Wrote {args.results}.json, .md and .png")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", required=True, help="CamVid in the SegNet layout.")
+    parser.add_argument("--config", default="configs/camvid_semi_1-8.flags")
+    parser.add_argument("--runs_dir", default="runs/camvid_1-8",
+                        help="One model dir per run, named ARM_sSEED.")
+    parser.add_argument("--results", default="results/camvid_1-8",
+                        help="Output path without extension (.json, .md, .png).")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help="Comma-separated runs ARM_sSEED, trained in this order.")
+    parser.add_argument("--collect_only", action="store_true",
+                        help="Only gather the finished runs into the results.")
+    args, extra = parser.parse_known_args()
+    extra = [flag for flag in extra if flag != "--"]
+    if not os.path.isfile(args.config):
+        raise SystemExit(f"--config: no such file: {args.config}")
+    names = [name.strip() for name in args.runs.split(",") if name.strip()]
+    for name in names:
+        parse_run(name)
+    for name in [] if args.collect_only else names:
+        run_one(args, name, extra)
+        write_results(args, names)
+    if args.collect_only:
+        write_results(args, names)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""scripts/run_camvid_study.py: arm bookkeeping, the results table, and a real (tiny) study run
+on data/camvid_mini that is resumed without redoing finished work."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "run_camvid_study.py")
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("run_camvid_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(ema, student, steps=10):
+    curve = [(step, 1.0 / step) for step in range(1, steps + 1)]
+    return {"miou": {"ema": ema, "student": student}, "curves": {
+        "loss_x": curve, "loss_c": curve, "loss_sc": curve, "val/miou": [(steps, ema)]}}
+
+
+def test_run_names_parse_and_bad_ones_are_named(study):
+    assert study.parse_run("scl_exact_s1") == ("scl_exact", 1)
+    assert study.parse_run("teacher_student_s0") == ("teacher_student", 0)
+    for name in ("scl_exact", "magic_s0", "supervised_sX"):
+        with pytest.raises(SystemExit, match=name):
+            study.parse_run(name)
+    assert all(study.parse_run(name) for name in study.RUNS)
+
+
+def test_arms_are_the_issues_ablation(study):
+    flags = {arm: flags for arm, (_, flags) in study.ARMS.items()}
+    assert flags["supervised"] == ["--lambda_c=0", "--lambda_sc=0"]
+    assert flags["consistency"] == ["--lambda_sc=0"]
+    assert "--num_pairs=9000" in flags["scl_pairs"] and "--scl_mode=pairs" in flags["scl_pairs"]
+    assert "--teacher=student" in flags["teacher_student"]
+    seeds = {}
+    for name in study.RUNS:
+        arm, seed = study.parse_run(name)
+        seeds.setdefault(arm, set()).add(seed)
+    assert seeds["supervised"] == seeds["scl_exact"] == {0, 1} and set(seeds) == set(study.ARMS)
+
+
+def test_arm_summary_and_table(study):
+    runs = {"supervised_s0": fake_run(0.30, 0.28), "supervised_s1": fake_run(0.34, 0.30),
+            "scl_exact_s0": fake_run(0.40, 0.37)}
+    arms = study.summarize_arms(runs)
+    assert list(arms) == ["supervised", "scl_exact"]  # ARMS order, not run order
+    assert arms["supervised"]["seeds"] == [0, 1]
+    assert arms["supervised"]["ema_mean"] == pytest.approx(0.32)
+    assert arms["supervised"]["ema_std"] == pytest.approx(np.std([0.30, 0.34], ddof=1))
+    assert arms["scl_exact"]["student_std"] is None
+    table = study.markdown_table(arms)
+    assert "| Supervised only | 0,1 | 32.00 +- 2.83 (30.00) (34.00) | 29.00 +- 1.41" in table
+    assert "| + consistency + SCL exact (full method) | 0 | 40.00 | 37.00 |" in table
+
+
+def test_tiny_study_runs_resumes_and_writes_results(study, camvid_mini_dir, tmp_path):
+    labeled = tmp_path / "labeled.txt"
+    labeled.write_text("train/0001TP_006690.png\ntrain/0001TP_007050.png\n")
+    runs_dir, results = tmp_path / "runs", tmp_path / "results" / "study"
+    command = [sys.executable, SCRIPT, f"--data_dir={camvid_mini_dir}", f"--runs_dir={runs_dir}",
+               f"--results={results}", "--runs=scl_exact_s0", "--", f"--labeled_list={labeled}",
+               "--steps=2", "--crop_size=32x48", "--labeled_batch_size=1",
+               "--unlabeled_batch_size=1", "--eval_every=2", "--eval_images=1", "--log_every=1",
+               "--cutmix_boxes=4", "--scl_boxes=2"]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "scl_tf.train" in first.stdout and "scl_tf.evaluate" in first.stdout
+    record = json.loads(results.with_suffix(".json").read_text())
+    run = record["runs"]["scl_exact_s0"]
+    assert run["steps"] == 2 and 0.0 <= run["miou"]["ema"] <= 1.0
+    assert [step for step, _ in run["curves"]["loss_sc"]] == [1, 2]
+    assert run["config"]["data"]["labeled_list"] == str(labeled)
+    assert "+ consistency + SCL exact" in results.with_suffix(".md").read_text()
+    assert results.with_suffix(".png").stat().st_size > 10_000
+    # Started again, the finished run is neither retrained nor re-evaluated.
+    again = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "scl_tf.train" not in again.stdout and "scl_tf.evaluate" not in again.stdout
+    assert "Wrote" in again.stdout
+
+
+def test_unknown_run_stops_before_any_work(tmp_path):
+    result = subprocess.run([sys.executable, SCRIPT, f"--data_dir={tmp_path}",
+                             f"--runs_dir={tmp_path}/runs", "--runs=supervised_s0,bogus_s0"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode != 0 and "'bogus_s0'" in result.stderr
+    assert not os.path.exists(tmp_path / "runs")
