@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
 from scl_tf.models import build_model
-from scl_tf.models.layers import ImageNormalization, ResizeToMatch
+from scl_tf.models.layers import BN_MOMENTUM, ImageNormalization, ResizeToMatch
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -231,10 +231,12 @@ def batch_norms(model):
     return [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-@pytest.mark.parametrize("backbone", ["mobilenetv2", "wrn38"])
-def test_sync_batchnorm_flag_reaches_every_batchnorm(backbone):
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50", "wrn38"])
+def test_sync_batchnorm_flag_and_momentum_reach_every_batchnorm(backbone):
     synchronized = batch_norms(build_model(backbone, 3, 16, sync_batchnorm=True))
     assert len(synchronized) > 30 and all(bn.synchronized for bn in synchronized)
+    # keras.applications' own momenta (0.999 in MobileNetV2) are replaced by the model's one.
+    assert {bn.momentum for bn in synchronized} == {BN_MOMENTUM}
     assert not any(bn.synchronized for bn in batch_norms(cached_model(backbone, 16)))
 
 

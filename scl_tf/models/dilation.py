@@ -8,6 +8,8 @@ the same rate, as in DeepWV3Plus (Zhu et al., 2019) and NVIDIA's dilated ResNets
 
 import keras
 
+from scl_tf.models.layers import BN_MOMENTUM
+
 SUPPORTED_OUTPUT_STRIDES = (8, 16, 32)
 
 
@@ -42,6 +44,8 @@ def clone_with_dilation(model, stage_rates, sync_batchnorm=False):
             only puts them before strided 3x3 convolutions with "valid" padding) pad by the
             rate, which keeps the "valid" 3x3 convolution that follows size-preserving.
         sync_batchnorm: turn every BatchNormalization into a synchronized one.
+        Every BatchNormalization also gets the momentum of the rest of the model, BN_MOMENTUM
+        (its epsilon, which pretrained statistics depend on, is kept).
 
     Returns:
         A new, randomly initialised `keras.Model` with the same inputs and outputs.
@@ -64,6 +68,7 @@ def clone_with_dilation(model, stage_rates, sync_batchnorm=False):
                 config["dilation_rate"] = (rate, rate)
         elif isinstance(layer, keras.layers.BatchNormalization):
             config["synchronized"] = sync_batchnorm
+            config["momentum"] = BN_MOMENTUM
         return layer.__class__.from_config(config)
 
     return keras.models.clone_model(model, clone_function=clone_layer)
