@@ -1,5 +1,6 @@
-"""Shared test set-up: quiet TensorFlow, paths to the bundled sample."""
+"""Shared test set-up: quiet TensorFlow, paths to the bundled sample, scripts as modules."""
 
+import importlib.util
 import os
 import pathlib
 
@@ -15,3 +16,16 @@ CAMVID_MINI = REPO_ROOT / "data" / "camvid_mini"
 def camvid_mini_dir() -> pathlib.Path:
     """The bundled CamVid sample in the SegNet layout."""
     return CAMVID_MINI
+
+
+@pytest.fixture(scope="session")
+def import_script():
+    """import_script(name) loads scripts/`name`.py as a module (scripts/ is not a package)."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

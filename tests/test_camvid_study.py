@@ -1,7 +1,6 @@
 """scripts/run_camvid_study.py: arm bookkeeping, the results table, and a real (tiny) study run
 on data/camvid_mini that is resumed without redoing finished work."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,11 +14,8 @@ SCRIPT = os.path.join(REPO, "scripts", "run_camvid_study.py")
 
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("run_camvid_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def study(import_script):
+    return import_script("run_camvid_study")
 
 
 def fake_run(ema, student, steps=10):

@@ -1,15 +1,12 @@
 """scripts/convert_wrn38_weights.py on a state dict named like the PyTorch WiderResNetA2."""
 
 import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
 
 from scl_tf.models import build_model
 from scl_tf.models.wider_resnet import build_wider_resnet38
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "convert_wrn38_weights.py"
 
 # WiderResNetA2 (mapillary/inplace_abn, NVIDIA semantic-segmentation), structure [3, 3, 6, 3, 1,
 # 1]: (module, blocks, channels, first block strided). Written out here independently of
@@ -25,11 +22,8 @@ REFERENCE_MODULES = (
 
 
 @pytest.fixture(scope="module")
-def converter():
-    spec = importlib.util.spec_from_file_location("convert_wrn38_weights", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def converter(import_script):
+    return import_script("convert_wrn38_weights")
 
 
 def reference_shapes(bn_style="inplace_abn"):
