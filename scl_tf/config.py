@@ -99,6 +99,9 @@ flags.DEFINE_enum("eval_weights", "ema", ("ema", "student"),
                   "Weights validated, kept as best and exported.")
 flags.DEFINE_float("lambda_c", 20.0, "Weight of the consistency loss (0 = off).")
 flags.DEFINE_float("lambda_sc", 3.0, "Weight of the structured consistency loss (0 = off).")
+flags.DEFINE_integer("rampup_steps", 0,
+                     "Ramp the unlabeled loss weights up over this many first steps, "
+                     "exp(-5 (1 - t)^2) (Mean Teacher); 0 = constant weights (the paper).")
 flags.DEFINE_enum("scl_mode", "pairs", ("exact", "pairs", "pixels"),
                   "Structured consistency loss: all pairs, or Npair sampled pairs/pixels.")
 flags.DEFINE_integer("num_pairs", 9000, "Npair of the sampled structured consistency modes.")
@@ -323,6 +326,7 @@ class TrainConfig:
     eval_weights: str = "ema"
     lambda_c: float = 20.0
     lambda_sc: float = 3.0
+    rampup_steps: int = 0
     scl_mode: str = "pairs"
     num_pairs: int = 9000
     relax_window: int = 3
@@ -359,7 +363,7 @@ class TrainConfig:
         for name in ("checkpoint_every", "keep_checkpoints", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_images", "image_every"):
+        for name in ("eval_images", "image_every", "rampup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
 

@@ -10,6 +10,8 @@ Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.tr
   scl_exact         + lambda_c * L_c + lambda_sc * L_sc, every pair (the full method)
   scl_pairs         the same with the paper's sampler, Drop(., Npair = 9000)
   teacher_student   the full method with the student as its own teacher (no EMA teacher)
+  scl_exact_rampup  diagnostic: the full method with its unlabeled weights ramped up over the
+                    first 300 steps (--rampup_steps; the paper uses constant weights)
 
 each with seed 0, and supervised and scl_exact again with seed 1. Every run is resumable: an
 interrupted study started again continues each run from its last checkpoint and skips what is
@@ -36,10 +38,13 @@ ARMS = {
                   ["--scl_mode=pairs", "--num_pairs=9000"]),
     "teacher_student": ("full method, teacher = student (no EMA teacher)",
                         ["--scl_mode=exact", "--teacher=student"]),
+    # Diagnostic, not in the paper: from random weights the teacher's early targets are noise.
+    "scl_exact_rampup": ("full method, unlabeled weights ramped up over 300 steps",
+                         ["--scl_mode=exact", "--rampup_steps=300"]),
 }
 # Run order: one seed of every arm first, then the second seeds.
-RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_pairs_s0", "teacher_student_s0",
-        "supervised_s1", "scl_exact_s1")
+RUNS = ("supervised_s0", "scl_exact_s0", "scl_exact_rampup_s0", "consistency_s0",
+        "scl_pairs_s0", "teacher_student_s0", "supervised_s1", "scl_exact_s1")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 

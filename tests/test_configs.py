@@ -69,6 +69,7 @@ def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     ("--scl_boxes=40", "--scl_boxes"),
     ("--lambda_sc=-1", "--lambda_sc"),
     ("--lambda_c=-0.5", "--lambda_c"),
+    ("--rampup_steps=-1", "--rampup_steps"),
     ("--data_dir=/no/such/dir", "--data_dir"),
 ])
 def test_contradictory_flags_name_the_flag(parse, argument, flag):

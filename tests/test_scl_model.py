@@ -8,7 +8,7 @@ from train_helpers import random_batch, tiny_segmenter
 
 from scl_tf.losses import relaxed_cross_entropy
 from scl_tf.training.optim import CoupledSGD
-from scl_tf.training.scl_model import SCLModel, StepConfig
+from scl_tf.training.scl_model import SCLModel, StepConfig, rampup_weight
 
 
 def make_model(step_config, **segmenter):
@@ -90,6 +90,28 @@ def test_teacher_gets_no_gradient():
         loss = model.compute_losses(random_batch())["loss"]
     gradients = tape.gradient(loss, model.teacher.trainable_weights + model.teacher.weights)
     assert all(g is None for g in gradients)
+
+
+def test_rampup_weight_rises_from_exp_minus_5_to_one():
+    assert float(rampup_weight(0, 0)) == float(rampup_weight(10**6, 0)) == 1.0
+    steps = [0, 25, 50, 100, 400]
+    expected = [np.exp(-5.0 * (1.0 - min(step / 100, 1.0)) ** 2) for step in steps]
+    np.testing.assert_allclose([float(rampup_weight(step, 100)) for step in steps], expected,
+                               rtol=1e-6)
+
+
+def test_rampup_scales_only_the_unlabeled_terms():
+    config = StepConfig(lambda_c=20.0, lambda_sc=3.0, scl_mode="exact", scl_boxes=4,
+                        rampup_steps=100)
+    model = make_model(config, batchnorm=False)
+    batch = random_batch(seed=4)
+    for step, weight in ((0, np.exp(-5.0)), (50, np.exp(-1.25)), (100, 1.0)):
+        model.optimizer.iterations.assign(step)
+        shares = model.compute_losses(batch)
+        unlabeled = 20.0 * shares["loss_c"] + 3.0 * shares["loss_sc"]
+        assert float(unlabeled) > 0
+        assert float(shares["loss"]) == pytest.approx(
+            float(shares["loss_x"] + weight * unlabeled), rel=1e-5)
 
 
 def test_config_round_trip(tmp_path):

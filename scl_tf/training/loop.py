@@ -135,7 +135,7 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
         scl_mode=train_config.scl_mode, num_pairs=train_config.num_pairs,
         relax_window=train_config.relax_window, ema_decay=train_config.ema_decay,
         teacher=train_config.teacher, scl_boxes=config.pipeline.scl_boxes,
-        seed=config.pipeline.seed)
+        seed=config.pipeline.seed, rampup_steps=train_config.rampup_steps)
     with strategy.scope():
         student, teacher = run_dir.build_networks(config.model, spec.num_classes)
         model = SCLModel(student, teacher, step_config)

@@ -5,7 +5,8 @@ One step, per replica:
   2. unlabeled: the teacher (inference mode) on u_a and u_b; the CutMix masks from the boxes;
                 the student on u_m = mix(u_a, u_b) against mix(p_t(u_a), p_t(u_b)):
                 consistency L_c and structured consistency L_sc on the last Nbox boxes;
-  3. L = L_x + lambda_c L_c + lambda_sc L_sc, one SGD step on the student;
+  3. L = L_x + lambda_c L_c + lambda_sc L_sc (the unlabeled terms optionally ramped up over
+     the first steps, off by default as in the paper), one SGD step on the student;
   4. teacher <- ema * teacher + (1 - ema) * student, for every weight and BN statistic.
 x and u_m go through the student as one batch, so BatchNormalization sees both, as with the
 paper's one labeled and one unlabeled image per GPU.
@@ -42,10 +43,26 @@ class StepConfig:
     teacher: str = "ema"
     scl_boxes: int = 16
     seed: int = 0
+    rampup_steps: int = 0
 
     @property
     def semi_supervised(self) -> bool:
         return self.lambda_c > 0 or self.lambda_sc > 0
+
+
+def rampup_weight(step, rampup_steps: int):
+    """exp(-5 (1 - t)^2) with t = min(step / rampup_steps, 1): the sigmoid-shaped ramp-up of
+    unsupervised weights of Laine & Aila (2017) and Mean Teacher; 1 when rampup_steps is 0.
+
+    Args:
+      step: int scalar (tensor), the number of updates done so far.
+    Returns:
+      float32 scalar in (0, 1].
+    """
+    if rampup_steps == 0:
+        return tf.constant(1.0)
+    progress = tf.minimum(tf.cast(step, tf.float32) / float(rampup_steps), 1.0)
+    return tf.exp(-5.0 * tf.square(1.0 - progress))
 
 
 def _all_replicas_sum(value):
@@ -161,7 +178,10 @@ class SCLModel(keras.Model):
                 loss_c = consistency_loss(student_probs, target) / replicas
             if config.lambda_sc > 0:
                 loss_sc = self.structured_loss(student_probs, target, box_masks) / replicas
-        loss = loss_x + config.lambda_c * loss_c + config.lambda_sc * loss_sc
+        unlabeled_loss = config.lambda_c * loss_c + config.lambda_sc * loss_sc
+        if config.rampup_steps:
+            unlabeled_loss *= rampup_weight(self.optimizer.iterations, config.rampup_steps)
+        loss = loss_x + unlabeled_loss
         return {"loss": loss, "loss_x": loss_x, "loss_c": loss_c, "loss_sc": loss_sc,
                 "correct": correct, "scored": local_scored}
 
