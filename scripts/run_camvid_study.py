@@ -43,7 +43,7 @@ ARMS = {
                          ["--scl_mode=exact", "--rampup_steps=300"]),
 }
 # Run order: one seed of every arm first, then the second seeds.
-RUNS = ("supervised_s0", "scl_exact_s0", "scl_exact_rampup_s0", "consistency_s0",
+RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
         "scl_pairs_s0", "teacher_student_s0", "supervised_s1", "scl_exact_s1")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
