@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import tf2onnx  # noqa: E402
 
 from scl_tf.config import BACKBONES  # noqa: E402
+from scl_tf.data.datasets import list_images  # noqa: E402
 from scl_tf.export import convert, images, parity, serving  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,7 +112,7 @@ def main():
         None, parity.parity_frames(os.path.join(CAMVID_MINI, "val"), args.frames))
     calibration = np.stack([
         images.read_image(path, CALIBRATION_SIZE)
-        for path in images.list_images(os.path.join(CAMVID_MINI, "train"))[:CALIBRATION_FRAMES]
+        for path in list_images(os.path.join(CAMVID_MINI, "train"))[:CALIBRATION_FRAMES]
     ]).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         for backbone in args.backbones.split(","):

@@ -23,15 +23,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from scl_tf import config as config_lib  # noqa: E402
 from scl_tf.data import labels as labels_lib  # noqa: E402
 from scl_tf.data.datasets import list_images  # noqa: E402
 from scl_tf.data.labels import LabelSpec  # noqa: E402
 from scl_tf.eval import inference, overlay, predictors  # noqa: E402
+from scl_tf.export import images  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -85,15 +84,6 @@ def output_paths(inputs: list[str], base: str, output_dir: str) -> list[str]:
     return outputs
 
 
-def read_image(path: str) -> np.ndarray:
-    """uint8 [H, W, 3] RGB of an image file; raises OSError if it cannot be decoded."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as error:
-        raise OSError(str(error)) from error
-
-
 def predict_files(predictor: inference.ProbabilityFn, inputs: list[str], outputs: list[str],
                   config: config_lib.InferenceConfig, fmt: str, spec: LabelSpec | None,
                   alpha: float = 0.5, verbose: bool = True) -> PredictResult:
@@ -111,10 +101,10 @@ def predict_files(predictor: inference.ProbabilityFn, inputs: list[str], outputs
     written, skipped = [], []
     for done, (path, output) in enumerate(zip(inputs, outputs), 1):
         try:
-            image = read_image(path)
-        except OSError as error:
+            image = images.read_image(path)
+        except (FileNotFoundError, ValueError) as error:  # the message names the file
             skipped.append((path, str(error)))
-            print(f"\nskipped unreadable image {path}: {error}", file=sys.stderr)
+            print(f"\nskipped unreadable image: {error}", file=sys.stderr)
             progress.update(done)
             continue
         probabilities = inference.predict_probabilities(predictor, image, config)
@@ -125,8 +115,7 @@ def predict_files(predictor: inference.ProbabilityFn, inputs: list[str], outputs
             raise predictors.ModelError(f"the model predicts {num_classes} classes, the "
                                         f"{spec.name} labels have {spec.num_classes}")
         train_ids = probabilities.argmax(axis=-1)
-        os.makedirs(os.path.dirname(output) or ".", exist_ok=True)
-        Image.fromarray(overlay.render(train_ids, image, fmt, spec, alpha)).save(output)
+        images.write_image(output, overlay.render(train_ids, image, fmt, spec, alpha))
         written.append(output)
         progress.update(done)
     return PredictResult(written, skipped)

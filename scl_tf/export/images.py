@@ -10,8 +10,6 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
 
 def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """uint8 RGB [H, W, 3] of an image file, bilinearly resized to `size` (H, W) if given.
@@ -27,14 +25,8 @@ def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
             if size is not None and image.size != (size[1], size[0]):
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
             return np.asarray(image, np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ValueError(f"{path}: not a readable image ({error})") from None
-
-
-def list_images(folder: str) -> list[str]:
-    """Sorted paths of the PNG / JPEG files directly in `folder`."""
-    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
-                  if name.lower().endswith(IMAGE_SUFFIXES))
 
 
 def write_image(path: str, array: np.ndarray) -> None:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scl_tf.export.images import list_images, read_image
+from scl_tf.data.datasets import list_images
+from scl_tf.export.images import read_image
 
 MAX_PROBABILITY_DELTA = 1e-4  # fp32
 MIN_ARGMAX_AGREEMENT = 0.999  # fp16
@@ -61,18 +62,18 @@ def parity_cases(input_size: tuple[int, int] | None, frames: list[str],
 
 
 def parity_frames(folder: str | None, count: int) -> list[str]:
-    """The first `count` images of `folder` (none for an empty folder name or count 0).
+    """The first `count` images under `folder`, by path (none for an empty folder name or
+    count 0).
 
     Raises:
       FileNotFoundError: naming --parity_dir, when the folder is missing or has no images.
     """
     if not folder or count == 0:
         return []
-    try:
-        frames = list_images(folder)[:count]
-    except FileNotFoundError:
+    if not os.path.isdir(folder):
         raise FileNotFoundError(f"--parity_dir: no such folder: {folder} (pass "
-                                "--parity_dir='' to compare on random images only)") from None
+                                "--parity_dir='' to compare on random images only)")
+    frames = list_images(folder)[:count]
     if not frames:
         raise FileNotFoundError(f"--parity_dir: no PNG or JPEG images in {folder}")
     return frames
