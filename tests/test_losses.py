@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from scl_tf.losses import consistency_loss, relaxed_cross_entropy, structured_consistency_loss
+from scl_tf.losses import (
+    consistency_loss,
+    relaxed_cross_entropy,
+    structured,
+    structured_consistency_loss,
+)
 
 BATCH, HEIGHT, WIDTH, CLASSES = 2, 24, 40, 19
 IGNORE = 255
@@ -237,10 +242,16 @@ def test_exact_matches_dense_reference_at_awkward_sizes(height, width):
     np.testing.assert_allclose(float(loss), reference_scl(student, teacher, masks[None]), rtol=1e-5)
 
 
-def test_exact_does_not_need_disjoint_masks(data):
-    student, teacher, _ = data
+@pytest.fixture(scope="module")
+def overlapping_masks():
+    """[B, 3, H, W] random masks: every box visits every cell, pixels belong to 0-3 boxes."""
     rng = np.random.default_rng(3)
-    masks = (rng.random((BATCH, 3, HEIGHT, WIDTH)) < 0.4).astype(np.float32)
+    return (rng.random((BATCH, 3, HEIGHT, WIDTH)) < 0.4).astype(np.float32)
+
+
+def test_exact_does_not_need_disjoint_masks(data, overlapping_masks):
+    student, teacher, _ = data
+    masks = overlapping_masks
     loss = structured_consistency_loss(student, teacher, masks)
     np.testing.assert_allclose(float(loss), reference_scl(student, teacher, masks), rtol=1e-5)
 
@@ -265,8 +276,11 @@ def scl_gradients(student, teacher, masks, **kwargs):
     return loss, student_grad, teacher_grad
 
 
-def test_exact_gradient_matches_finite_differences(data):
+@pytest.mark.parametrize("overlapping", [False, True])
+def test_exact_gradient_matches_finite_differences(data, overlapping_masks, overlapping):
     student, teacher, masks = data
+    if overlapping:
+        masks = overlapping_masks
     _, gradient, _ = scl_gradients(student, teacher, masks)
     gradient = gradient.numpy().astype(np.float64)
     rng = np.random.default_rng(4)
@@ -287,6 +301,24 @@ def test_exact_gradient_matches_finite_differences(data):
             - reference_scl(student - bump, teacher, masks)
         ) / (2 * step)
         np.testing.assert_allclose(gradient[b, y, x, c], slope, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("chunk_cells", [1, 5])
+def test_exact_is_the_same_in_any_chunking(data, overlapping_masks, monkeypatch, chunk_cells):
+    # The default puts each box of the fixture in one padded chunk; 1 and 5 cells per chunk
+    # spread a box over several chunks (5: a partial last one), and with overlapping masks a
+    # cell's gradient adds up over the chunks of several boxes.
+    student, teacher, masks = data
+    expected = [scl_gradients(student, teacher, m) for m in (masks, overlapping_masks)]
+    monkeypatch.setattr(structured, "_CHUNK_CELLS", chunk_cells)
+    for m, (expected_loss, expected_gradient, _) in zip(
+        (masks, overlapping_masks), expected, strict=True
+    ):
+        loss, gradient, _ = scl_gradients(student, teacher, m)
+        np.testing.assert_allclose(float(loss), float(expected_loss), rtol=1e-6)
+        np.testing.assert_allclose(
+            gradient.numpy(), expected_gradient.numpy(), rtol=1e-5, atol=1e-9
+        )
 
 
 @pytest.mark.parametrize("mode", ["exact", "pairs", "pixels"])
