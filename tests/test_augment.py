@@ -144,6 +144,16 @@ def test_jitter_matrix_matches_stepwise_reference():
         np.testing.assert_allclose(got, jitter_reference(image, *factors), atol=1e-3)
 
 
+def test_color_jitter_matches_stepwise_reference():
+    image = np.random.default_rng(2).uniform(0, 255, (9, 11, 3)).astype(np.float32)
+    strength = 0.4
+    # The factors color_jitter draws from its seed: brightness, contrast, saturation, 1 + hue.
+    factors = tf.random.stateless_uniform([4], SEED, 1 - strength, 1 + strength).numpy()
+    expected = jitter_reference(image, *factors[:3], factors[3] - 1.0)
+    got = augment.color_jitter(tf.constant(image), SEED, strength).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+
+
 def test_hue_shift_keeps_grey_and_moves_hue():
     matrix, _ = augment.jitter_matrix(1.0, 1.0, 1.0, tf.constant(0.25))
     np.testing.assert_allclose(np.full(3, 100.0) @ matrix.numpy().T, 100.0, atol=1e-3)
