@@ -216,17 +216,19 @@ class _ChunkSchedule(NamedTuple):
 
     pixel_counts: int32 [B * Nbox], visible pixels per box.
     visit_counts: int32 [B * Nbox], cells visited per box.
-    visit_ends: int32 [B * Nbox], running sum of visit_counts.
-    chunk_ends: int32 [B * Nbox], running sum of the boxes' chunk counts.
+    visit_starts: int32 [B * Nbox], visits of the boxes before each box.
+    chunk_starts: int32 [B * Nbox], chunks of the boxes before each box.
+    chunk_ends: int32 [B * Nbox], chunk_starts plus the box's own chunks.
     visited_cells: int32 [B * Nbox * cells per image], the visits' cells (index in the image),
-        box after box: entry ``visit_ends[k - 1] + i`` is box k's i-th visit. Entries past
-        the last visit are meaningless.
+        box after box: entry ``visit_starts[k] + i`` is box k's i-th visit. Entries past the
+        last visit are meaningless.
     num_chunks: int32 scalar, chunks of all boxes.
     """
 
     pixel_counts: object
     visit_counts: object
-    visit_ends: object
+    visit_starts: object
+    chunk_starts: object
     chunk_ends: object
     visited_cells: object
     num_chunks: object
@@ -254,7 +256,8 @@ def _chunk_schedule(box_masks):
     cell_counts = ops.reshape(ops.sum(segment_counts, axis=2), (batch * num_boxes, -1))
     visited = ops.cast(cell_counts > 0, "int32")
     visit_counts = ops.sum(visited, axis=1)
-    chunk_ends = ops.cumsum((visit_counts + _CHUNK_CELLS - 1) // _CHUNK_CELLS)
+    chunk_counts = (visit_counts + _CHUNK_CELLS - 1) // _CHUNK_CELLS
+    chunk_ends = ops.cumsum(chunk_counts)
     flat_visited = ops.reshape(visited, (-1,))
     entry = _search_right(
         ops.cumsum(flat_visited), ops.arange(flat_visited.shape[0], dtype="int32")
@@ -262,7 +265,8 @@ def _chunk_schedule(box_masks):
     return _ChunkSchedule(
         pixel_counts=ops.cast(ops.sum(cell_counts, axis=1), "int32"),
         visit_counts=visit_counts,
-        visit_ends=ops.cumsum(visit_counts),
+        visit_starts=ops.cumsum(visit_counts) - visit_counts,
+        chunk_starts=chunk_ends - chunk_counts,
         chunk_ends=chunk_ends,
         visited_cells=entry % (grid_h * grid_w),
         num_chunks=chunk_ends[-1],
@@ -293,15 +297,12 @@ def _read_chunk(chunk, student, teacher, box_masks, schedule, mask_repeats):
     # slice starts a compile-time constant (recompiling for every new masks).
     box = _search_right(schedule.chunk_ends, ops.reshape(chunk, (1,)))[0]
     visit_count = ops.take(schedule.visit_counts, box)
-    first_chunk = ops.take(schedule.chunk_ends, box) - (
-        (visit_count + _CHUNK_CELLS - 1) // _CHUNK_CELLS
+    visit = (chunk - ops.take(schedule.chunk_starts, box)) * _CHUNK_CELLS + ops.arange(
+        _CHUNK_CELLS, dtype="int32"
     )
-    visit = (chunk - first_chunk) * _CHUNK_CELLS + ops.arange(_CHUNK_CELLS, dtype="int32")
     repeat = visit >= visit_count
     visit = ops.minimum(visit, visit_count - 1)
-    cell = ops.take(
-        schedule.visited_cells, ops.take(schedule.visit_ends, box) - visit_count + visit
-    )
+    cell = ops.take(schedule.visited_cells, ops.take(schedule.visit_starts, box) + visit)
     cell_rows = (cell // grid_w * cell_h)[:, None] + ops.arange(cell_h, dtype="int32")
     cell_column = (cell % grid_w)[:, None]
     image_rows = ops.reshape((box // num_boxes * height + cell_rows) * grid_w + cell_column, (-1,))
