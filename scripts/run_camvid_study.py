@@ -12,12 +12,14 @@ Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.tr
   teacher_student   the full method with the student as its own teacher (no EMA teacher)
   scl_exact_rampup  diagnostic: the full method with its unlabeled weights ramped up over the
                     first 300 steps (--rampup_steps; the paper uses constant weights)
+  scl_exact_light   diagnostic: as scl_exact_rampup with the paper's lambdas divided by 10
 
 each with seed 0, and supervised and scl_exact again with seed 1. Every run is resumable: an
 interrupted study started again continues each run from its last checkpoint and skips what is
 done. Each run is scored on the val split with the EMA weights and with the student's. Writes
 --results.json (everything), --results.md (the table) and --results.png (val mIoU per arm and
-the training curves); `--runs` picks a subset, extra `scl_tf.train` flags follow `--`.
+the training curves) from every finished run under --runs_dir; `--runs` picks which to train,
+extra `scl_tf.train` flags follow `--`.
 """
 
 from __future__ import annotations
@@ -41,19 +43,30 @@ ARMS = {
     # Diagnostic, not in the paper: from random weights the teacher's early targets are noise.
     "scl_exact_rampup": ("full method, unlabeled weights ramped up over 300 steps",
                          ["--scl_mode=exact", "--rampup_steps=300"]),
+    # Diagnostic: the paper's unlabeled weights (20, 3) divided by 10, ramped up as above.
+    "scl_exact_light": ("full method, lambda_c 2 / lambda_sc 0.3, ramped up over 300 steps",
+                        ["--scl_mode=exact", "--rampup_steps=300", "--lambda_c=2",
+                         "--lambda_sc=0.3"]),
 }
 # Run order: one seed of every arm first, then the second seeds.
 RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
-        "scl_pairs_s0", "teacher_student_s0", "supervised_s1", "scl_exact_s1")
+        "scl_exact_light_s0", "supervised_s1", "scl_pairs_s0", "teacher_student_s0",
+        "scl_exact_s1")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 
 
+def is_run_name(name: str) -> bool:
+    """True for ARM_sSEED with ARM one of ARMS."""
+    arm, _, seed = name.rpartition("_s")
+    return arm in ARMS and seed.isdigit()
+
+
 def parse_run(name: str) -> tuple[str, int]:
     """'scl_exact_s1' -> ('scl_exact', 1)."""
-    arm, _, seed = name.rpartition("_s")
-    if arm not in ARMS or not seed.isdigit():
+    if not is_run_name(name):
         raise SystemExit(f"--runs: {name!r} is not ARM_sSEED with ARM one of {sorted(ARMS)}")
+    arm, _, seed = name.rpartition("_s")
     return arm, int(seed)
 
 
@@ -185,10 +198,19 @@ def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
     plt.close(figure)
 
 
-def write_results(args, names: list[str]) -> None:
-    """Collects every finished run of `names` into --results.{json,md,png}."""
-    runs = {name: collect_run(os.path.join(args.runs_dir, name)) for name in names
-            if os.path.isfile(eval_path(os.path.join(args.runs_dir, name), EVAL_WEIGHTS[-1]))}
+def finished_runs(runs_dir: str) -> list[str]:
+    """The runs under `runs_dir` scored with every weight, in RUNS order, then by name."""
+    names = [name for name in sorted(os.listdir(runs_dir)) if name not in RUNS
+             and is_run_name(name)] if os.path.isdir(runs_dir) else []
+    return [name for name in (*RUNS, *names)
+            if all(os.path.isfile(eval_path(os.path.join(runs_dir, name), weights))
+                   for weights in EVAL_WEIGHTS)]
+
+
+def write_results(args) -> None:
+    """Collects every finished run under --runs_dir into --results.{json,md,png}."""
+    runs = {name: collect_run(os.path.join(args.runs_dir, name))
+            for name in finished_runs(args.runs_dir)}
     if not runs:
         return
     arms = summarize_arms(runs)
@@ -213,7 +235,7 @@ def main():
     parser.add_argument("--runs", default=",".join(RUNS),
                         help="Comma-separated runs ARM_sSEED, trained in this order.")
     parser.add_argument("--collect_only", action="store_true",
-                        help="Only gather the finished runs into the results.")
+                        help="Only gather the finished runs under --runs_dir into the results.")
     args, extra = parser.parse_known_args()
     extra = [flag for flag in extra if flag != "--"]
     if not os.path.isfile(args.config):
@@ -223,9 +245,9 @@ def main():
         parse_run(name)
     for name in [] if args.collect_only else names:
         run_one(args, name, extra)
-        write_results(args, names)
+        write_results(args)
     if args.collect_only:
-        write_results(args, names)
+        write_results(args)
 
 
 if __name__ == "__main__":

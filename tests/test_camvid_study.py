@@ -33,6 +33,17 @@ def test_run_names_parse_and_bad_ones_are_named(study):
     assert all(study.parse_run(name) for name in study.RUNS)
 
 
+def test_results_gather_every_finished_run_whatever_was_trained(study, tmp_path):
+    for name, files in (("supervised_s0", ("ema", "student")), ("scl_exact_s0", ("ema",)),
+                        ("scl_exact_light_s2", ("ema", "student")),
+                        ("notes", ("ema", "student")), ("consistency_s0", ())):
+        (tmp_path / name).mkdir()
+        for weights in files:
+            (tmp_path / name / f"eval_val_{weights}.json").write_text("{}")
+    assert study.finished_runs(str(tmp_path)) == ["supervised_s0", "scl_exact_light_s2"]
+    assert study.finished_runs(str(tmp_path / "missing")) == []
+
+
 def test_arms_are_the_issues_ablation(study):
     flags = {arm: flags for arm, (_, flags) in study.ARMS.items()}
     assert flags["supervised"] == ["--lambda_c=0", "--lambda_sc=0"]
