@@ -81,6 +81,12 @@ flags.DEFINE_integer("low_level_stride", 0,
 flags.DEFINE_string("weights", None,
                     "Local weights: a full-model .weights.h5, or ImageNet backbone weights.")
 flags.DEFINE_bool("sync_batchnorm", True, "Synchronized BatchNormalization across replicas.")
+flags.DEFINE_integer("decoder_convs", 2,
+                     "Convolutions after the decoder's concatenation (DeepLabV3+ and the paper: "
+                     "2); --decoder_convs=1 --decoder_kernel_size=1 is keras-hub's lighter head.")
+flags.DEFINE_integer("decoder_kernel_size", 3,
+                     "Kernel size of the decoder's convolutions, 1 or 3 (DeepLabV3+ and the "
+                     "paper: 3).")
 
 # --- training ---------------------------------------------------------------------------------
 flags.DEFINE_float("epochs", 175.0, "Training length in epochs over the labeled set.")
@@ -297,6 +303,8 @@ class ModelConfig:
     low_level_stride: int | None = None
     weights: str | None = None
     sync_batchnorm: bool = True
+    decoder_convs: int = 2
+    decoder_kernel_size: int = 3
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
@@ -308,6 +316,11 @@ class ModelConfig:
                               f"got {self.low_level_stride}")
         if self.weights is not None and not os.path.isfile(self.weights):
             raise ConfigError(f"--weights: no such file: {self.weights}")
+        if self.decoder_convs < 1:
+            raise ConfigError(f"--decoder_convs: must be >= 1, got {self.decoder_convs}")
+        if self.decoder_kernel_size not in (1, 3):
+            raise ConfigError(f"--decoder_kernel_size: must be 1 or 3, "
+                              f"got {self.decoder_kernel_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -462,7 +475,9 @@ def model_from_flags(values=flags.FLAGS) -> ModelConfig:
     """ModelConfig from parsed flags."""
     return ModelConfig(backbone=values.backbone, output_stride=values.output_stride,
                        low_level_stride=values.low_level_stride or None,
-                       weights=values.weights, sync_batchnorm=values.sync_batchnorm)
+                       weights=values.weights, sync_batchnorm=values.sync_batchnorm,
+                       decoder_convs=values.decoder_convs,
+                       decoder_kernel_size=values.decoder_kernel_size)
 
 
 def train_from_flags(values=flags.FLAGS) -> TrainConfig:

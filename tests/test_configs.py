@@ -70,6 +70,8 @@ def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     ("--lambda_sc=-1", "--lambda_sc"),
     ("--lambda_c=-0.5", "--lambda_c"),
     ("--rampup_steps=-1", "--rampup_steps"),
+    ("--decoder_convs=0", "--decoder_convs"),
+    ("--decoder_kernel_size=5", "--decoder_kernel_size"),
     ("--data_dir=/no/such/dir", "--data_dir"),
 ])
 def test_contradictory_flags_name_the_flag(parse, argument, flag):

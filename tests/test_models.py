@@ -89,6 +89,19 @@ def test_low_level_stride_is_configurable():
     assert low.shape == (1, 32, 48, 96)
 
 
+def test_decoder_convolutions_are_configurable():
+    def decoder_kernels(model):
+        return [layer.kernel.shape for layer in model.layers
+                if layer.name.startswith("decoder_conv") and isinstance(layer, keras.layers.Conv2D)]
+
+    paper = build_model("mobilenetv2", 3, 16, aspp_filters=16, decoder_filters=8)
+    light = build_model("mobilenetv2", 3, 16, aspp_filters=16, decoder_filters=8,
+                        decoder_convs=1, decoder_kernel_size=1)
+    assert decoder_kernels(paper) == [(3, 3, 16 + 48, 8), (3, 3, 8, 8)]
+    assert decoder_kernels(light) == [(1, 1, 16 + 48, 8)]
+    assert light(random_images(64, 96)).shape == (1, 64, 96, 3)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -96,6 +109,8 @@ def test_low_level_stride_is_configurable():
         ({"output_stride": 4}, ValueError, "output_stride=4"),
         ({"low_level_stride": 8}, ValueError, "low_level_stride=8"),
         ({"num_classes": 0}, ValueError, "num_classes=0"),
+        ({"decoder_convs": 0}, ValueError, "decoder_convs=0"),
+        ({"decoder_kernel_size": 5}, ValueError, "decoder_kernel_size=5"),
         ({"weights": "/nonexistent/model.weights.h5"}, FileNotFoundError, "/nonexistent/model"),
         ({"weights": "model.ckpt"}, ValueError, "weights='model.ckpt'"),
     ],

@@ -17,7 +17,8 @@ def run(tmp_path_factory, camvid_mini_dir):
     """A model dir with config.json, one checkpoint and model.keras (= the student)."""
     model_dir = str(tmp_path_factory.mktemp("run"))
     config = Config(data=DataConfig("camvid", str(camvid_mini_dir)),
-                    model=ModelConfig(backbone="mobilenetv2", output_stride=16),
+                    model=ModelConfig(backbone="mobilenetv2", output_stride=16,
+                                      decoder_convs=1, decoder_kernel_size=1),
                     train=TrainConfig(eval_weights="ema"), model_dir=model_dir)
     run_dir.write_config(config, len(CLASSES), CLASSES)
     student, teacher = run_dir.build_networks(config.model, len(CLASSES))
@@ -34,7 +35,8 @@ def run(tmp_path_factory, camvid_mini_dir):
 
 def test_info_round_trips(run):
     info = run_dir.read_info(run[0])
-    assert info.model == ModelConfig(backbone="mobilenetv2", output_stride=16)
+    assert info.model == ModelConfig(backbone="mobilenetv2", output_stride=16, decoder_convs=1,
+                                     decoder_kernel_size=1)
     assert (info.num_classes, info.class_names) == (3, CLASSES)
     assert (info.dataset, info.eval_weights) == ("camvid", "ema")
 

@@ -70,7 +70,8 @@ def build_networks(model: ModelConfig, num_classes: int) -> tuple[keras.Model, k
     """A (student, teacher) pair of DeepLabV3+ models; only the student loads --weights."""
     arguments = dict(backbone=model.backbone, num_classes=num_classes,
                      output_stride=model.output_stride, low_level_stride=model.low_level_stride,
-                     sync_batchnorm=model.sync_batchnorm)
+                     sync_batchnorm=model.sync_batchnorm, decoder_convs=model.decoder_convs,
+                     decoder_kernel_size=model.decoder_kernel_size)
     return build_model(weights=model.weights, **arguments), build_model(**arguments)
 
 
