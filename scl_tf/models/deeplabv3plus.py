@@ -129,8 +129,8 @@ def build_model(
         decoder_convs: convolutions after the decoder's concatenation, >= 1; 2 in DeepLabV3+
             and the paper.
         decoder_kernel_size: their kernel size, 3 (DeepLabV3+, the paper) or 1 (with
-            `decoder_convs=1`: keras-hub's DeepLabV3Plus head, 43% fewer FLOPs than the
-            paper's head on ResNet-50 at output stride 32).
+            `decoder_convs=1`: keras-hub's DeepLabV3Plus head; the whole ResNet-50 model at
+            output stride 32 then has 43% fewer FLOPs).
 
     Returns:
         `keras.Model`: float RGB [B, H, W, 3] in [0, 255], any H and W ->
