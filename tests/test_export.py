@@ -131,6 +131,12 @@ def test_to_onnx_fp32_matches_tensorflow_on_random_and_real_frames(onnx_cli):
     assert onnx_model.output_names(model) == ("label_ids", "labels", "logits")
     dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim[:3]]
     assert dims == ["batch", "height", "width"]
+    # Dilated convolutions stay convolutions at dynamic size (scl_tf/export/dilated_conv.py).
+    op_types = {node.op_type for node in model.graph.node}
+    assert not op_types & {"SpaceToDepth", "DepthToSpace"}
+    assert any(attribute.name == "dilations" and max(attribute.ints) > 1
+               for node in model.graph.node if node.op_type == "Conv"
+               for attribute in node.attribute)
 
 
 def test_onnx_metadata_round_trips(onnx_cli, tf_model):

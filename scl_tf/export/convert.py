@@ -91,6 +91,8 @@ def convert(model: TFModel, opset: int = 17, input_size: tuple[int, int] | None 
     """
     import tf2onnx
 
+    from scl_tf.export import dilated_conv
+
     check_opset(opset)
     logits_signature = model.signatures[SIGNATURE_LOGITS]
     spec = tf.TensorSpec([None, *(input_size or (None, None)), 3], tf.float32, name="images")
@@ -103,7 +105,9 @@ def convert(model: TFModel, opset: int = 17, input_size: tuple[int, int] | None 
         return outputs
 
     with collecting_garbage():
-        proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
+        proto, _ = tf2onnx.convert.from_function(
+            function, input_signature=[spec], opset=opset,
+            custom_rewriter=[dilated_conv.rewrite_dynamic_same_dilations])
     return onnx_model.name_dynamic_dims(onnx_model.drop_resize_placeholders(proto))
 
 
