@@ -56,9 +56,9 @@ def _computed_end_pads(paddings):
     return [int(value) for value in base.get_tensor_value(as_list=False).reshape(-1)]
 
 
-def _explicit_pads(graph, match) -> list[int] | None:
-    """NHWC explicit paddings [8] of the matched convolution, or None when the pattern is not
-    a stride-1 "SAME" dilated convolution with a known kernel size."""
+def _dilations_and_pads(graph, match) -> tuple[list[int], list[int]] | None:
+    """(NHWC dilations [4], NHWC explicit paddings [8]) of the matched convolution, or None when
+    the pattern is not a stride-1 "SAME" dilated convolution with a known kernel size."""
     space_to_batch = match.get_op("space_to_batch")
     conv = match.get_op("conv")
     blocks = space_to_batch.inputs[1].get_tensor_value(as_list=True)
@@ -75,23 +75,23 @@ def _explicit_pads(graph, match) -> list[int] | None:
     if space_to_batch.inputs[2].is_const() or \
             _computed_end_pads(space_to_batch.inputs[2]) != [end for _, end in pads]:
         return None
-    return [0, 0, *pads[0], *pads[1], 0, 0]
+    return [1, *blocks, 1], [0, 0, *pads[0], *pads[1], 0, 0]
 
 
 def rewrite_dynamic_same_dilations(graph, ops):
     """tf2onnx custom rewriter: SpaceToBatchND -> conv -> BatchToSpaceND of a dynamic-size
     "SAME" dilated convolution becomes the convolution itself, dilated with explicit pads."""
     for match in list(GraphMatcher(_PATTERN, allow_reorder=False).match_ops(ops)):
-        pads = _explicit_pads(graph, match)
-        if pads is None:
+        found = _dilations_and_pads(graph, match)
+        if found is None:
             continue
+        dilations, pads = found
         space_to_batch, conv = match.get_op("space_to_batch"), match.get_op("conv")
         batch_to_space = match.get_op("batch_to_space")
-        blocks = space_to_batch.inputs[1].get_tensor_value(as_list=True)
         graph.replace_inputs(conv, [space_to_batch.input[0], conv.input[1]])
         graph.copy_shape(batch_to_space.output[0], conv.output[0])
         graph.replace_all_inputs(batch_to_space.output[0], conv.output[0])
-        conv.set_attr("dilations", [1, *blocks, 1])
+        conv.set_attr("dilations", dilations)
         conv.set_attr("padding", "EXPLICIT")
         conv.set_attr("explicit_paddings", pads)
     return graph.get_nodes()
