@@ -266,11 +266,11 @@ def main():
         }
     }
     for output_stride in args.compare_strides:
-        ours = functools.partial(build_model, "resnet50", NUM_CLASSES, output_stride)
+        paper_head = functools.partial(build_model, "resnet50", NUM_CLASSES, output_stride)
         comparisons[f"OS{output_stride}"] = {
-            f"ours resnet50 OS{output_stride}": ours,
+            f"ours resnet50 OS{output_stride}": paper_head,
             f"ours resnet50 OS{output_stride}, keras-hub's head": functools.partial(
-                ours, **KERAS_HUB_HEAD
+                paper_head, **KERAS_HUB_HEAD
             ),
             f"keras-hub resnet50 OS{output_stride}": functools.partial(
                 keras_hub_deeplabv3plus, output_stride
