@@ -37,12 +37,13 @@ def resize_bilinear(image, size):
 
 
 def resize_nearest(values, size):
-    """TensorFlow's half-pixel nearest: input index floor((out + 0.5) * in / out)."""
-    rows = np.minimum(np.floor((np.arange(size[0]) + 0.5) * values.shape[0] / size[0]),
-                      values.shape[0] - 1).astype(int)
-    cols = np.minimum(np.floor((np.arange(size[1]) + 0.5) * values.shape[1] / size[1]),
-                      values.shape[1] - 1).astype(int)
-    return values[np.ix_(rows, cols)]
+    """TensorFlow's half-pixel nearest: input index floor((out + 0.5) * (in / out)), in float32
+    as TensorFlow computes it (float64 picks other pixels where the product is near a whole)."""
+    def indices(size_in, size_out):
+        scale = np.float32(size_in) / np.float32(size_out)
+        position = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
+        return np.minimum(np.floor(position), size_in - 1).astype(int)
+    return values[np.ix_(indices(values.shape[0], size[0]), indices(values.shape[1], size[1]))]
 
 
 @pytest.mark.parametrize("scale", [1.0, 1.7, 0.8])
@@ -137,43 +138,62 @@ def jitter_reference(image, brightness, contrast, saturation, hue):
 
 def test_jitter_matrix_matches_stepwise_reference():
     image = np.random.default_rng(1).uniform(0, 255, (6, 7, 3)).astype(np.float32)
-    for factors in [(1.2, 0.8, 1.1, 0.05), (0.9, 1.2, 0.75, -0.2)]:
-        matrix, mean_weight = augment.jitter_matrix(*[tf.constant(f) for f in factors])
-        mean_grey = (image @ augment.LUMA).mean()
-        got = np.clip(image @ matrix.numpy().T + mean_weight.numpy() * mean_grey, 0, 255)
-        np.testing.assert_allclose(got, jitter_reference(image, *factors), atol=1e-3)
+    factors = np.array([(1.2, 0.8, 1.1, 0.05), (0.9, 1.2, 0.75, -0.2)], np.float32)
+    matrices, mean_weights = augment.jitter_matrix(*tf.unstack(factors, axis=1))
+    assert matrices.shape == (2, 3, 3) and mean_weights.shape == (2,)
+    mean_grey = (image @ augment.LUMA).mean()
+    for matrix, mean_weight, row in zip(matrices.numpy(), mean_weights.numpy(), factors):
+        got = np.clip(image @ matrix.T + mean_weight * mean_grey, 0, 255)
+        np.testing.assert_allclose(got, jitter_reference(image, *row), atol=1e-3)
 
 
-def test_color_jitter_matches_stepwise_reference():
-    image = np.random.default_rng(2).uniform(0, 255, (9, 11, 3)).astype(np.float32)
-    strength = 0.4
-    # The factors color_jitter draws from its seed: brightness, contrast, saturation, 1 + hue.
-    factors = tf.random.stateless_uniform([4], SEED, 1 - strength, 1 + strength).numpy()
-    expected = jitter_reference(image, *factors[:3], factors[3] - 1.0)
-    got = augment.color_jitter(tf.constant(image), SEED, strength).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-3)
+def test_color_jitter_matches_stepwise_reference_per_image():
+    images = np.random.default_rng(2).uniform(0, 255, (3, 9, 11, 3)).astype(np.float32)
+    factors = np.array([(1.3, 0.7, 1.2, 0.1), (0.8, 1.1, 0.6, -0.3), (1, 1, 1, 0)], np.float32)
+    got = augment.color_jitter(tf.constant(images), tf.constant(factors)).numpy()
+    for image, row, result in zip(images, factors, got):
+        np.testing.assert_allclose(result, jitter_reference(image, *row), atol=1e-3)
 
 
 def test_hue_shift_keeps_grey_and_moves_hue():
-    matrix, _ = augment.jitter_matrix(1.0, 1.0, 1.0, tf.constant(0.25))
-    np.testing.assert_allclose(np.full(3, 100.0) @ matrix.numpy().T, 100.0, atol=1e-3)
-    red = np.array([200.0, 40.0, 40.0]) @ matrix.numpy().T
+    matrix, _ = augment.jitter_matrix(*tf.unstack(tf.constant([[1.0, 1.0, 1.0, 0.25]]), axis=1))
+    np.testing.assert_allclose(np.full(3, 100.0) @ matrix[0].numpy().T, 100.0, atol=1e-3)
+    red = np.array([200.0, 40.0, 40.0]) @ matrix[0].numpy().T
     hue = colorsys.rgb_to_hsv(*np.clip(red, 0, 255) / 255)[0]
     assert 0.15 < hue < 0.5  # about a quarter turn away from red (0)
 
 
-def test_color_jitter_identity_at_zero_and_bounded():
-    image = tf.constant(np.random.default_rng(1).uniform(0, 255, (8, 8, 3)), tf.float32)
-    np.testing.assert_allclose(augment.color_jitter(image, SEED, 0.0), image, atol=1e-3)
-    jittered = augment.color_jitter(image, SEED, 0.25).numpy()
-    assert jittered.min() >= 0 and jittered.max() <= 255
-    assert np.abs(jittered - image.numpy()).max() > 1
-    np.testing.assert_array_equal(jittered, augment.color_jitter(image, SEED, 0.25))
+def test_photometric_params_ranges_blur_share_and_identity():
+    strength, blur_prob = 0.25, 0.3
+    params = np.stack([augment.photometric_params(tf.constant([seed, 5]), strength,
+                                                  blur_prob).numpy() for seed in range(400)])
+    assert params.shape == (400, augment.PHOTOMETRIC_PARAMS)
+    assert np.all(np.abs(params[:, :3] - 1) <= strength) and np.all(np.abs(params[:, 3]) <= 0.25)
+    assert params[:, :4].std(axis=0).min() > 0.1  # every factor varies
+    sigmas = params[:, 4]
+    blurred = sigmas > 0
+    assert abs(blurred.mean() - blur_prob) < 0.07
+    assert np.all((sigmas[blurred] >= augment.BLUR_SIGMA_MIN)
+                  & (sigmas[blurred] <= augment.BLUR_SIGMA_MAX))
+    np.testing.assert_array_equal(augment.photometric_params(SEED, strength, blur_prob),
+                                  augment.photometric_params(SEED, strength, blur_prob))
+    np.testing.assert_array_equal(augment.photometric_params(SEED, 0.0, 0.0), [1, 1, 1, 0, 0])
 
 
-@pytest.mark.parametrize("sigma", [0.2, 0.6, 1.3])
-def test_gaussian_blur_matches_numpy_reference(sigma):
-    image = np.random.default_rng(2).uniform(0, 255, (12, 14, 3)).astype(np.float32)
+def test_apply_photometric_identity_without_change_and_bounded_with():
+    images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)), tf.float32)
+    unchanged = tf.stack([augment.photometric_params(SEED, 0.0, 0.0)] * 2)
+    np.testing.assert_allclose(augment.apply_photometric(images, unchanged), images, atol=1e-3)
+    params = tf.stack([augment.photometric_params(tf.constant([s, 0]), 0.25, 1.0)
+                       for s in range(2)])
+    changed = augment.apply_photometric(images, params).numpy()
+    assert changed.min() >= 0 and changed.max() <= 255
+    assert np.abs(changed - images.numpy()).max() > 1
+
+
+def blur_reference(image, sigma):
+    """Separable Gaussian truncated at ceil(3 sigma), reflected edges, as a 2-D sum of taps."""
+    height, width = image.shape[:2]
     radius = int(np.ceil(3 * sigma))
     taps = np.arange(-radius, radius + 1)
     kernel = np.exp(-0.5 * (taps / sigma) ** 2)
@@ -182,7 +202,25 @@ def test_gaussian_blur_matches_numpy_reference(sigma):
     expected = np.zeros_like(image)
     for dy, ky in zip(taps, kernel):
         for dx, kx in zip(taps, kernel):
-            expected += ky * kx * padded[radius + dy: radius + dy + 12,
-                                         radius + dx: radius + dx + 14]
-    np.testing.assert_allclose(augment.gaussian_blur(image, tf.constant(sigma)), expected,
-                               rtol=1e-4, atol=1e-3)
+            expected += ky * kx * padded[radius + dy: radius + dy + height,
+                                         radius + dx: radius + dx + width]
+    return expected
+
+
+def test_gaussian_blur_matches_numpy_reference_with_a_sigma_per_image():
+    sigmas = np.array([0.2, 0.0, 0.6, 1.3, 0.31], np.float32)
+    images = np.random.default_rng(2).uniform(0, 255, (5, 12, 14, 3)).astype(np.float32)
+    got = augment.gaussian_blur(tf.constant(images), tf.constant(sigmas)).numpy()
+    np.testing.assert_array_equal(got[1], images[1])  # sigma 0: untouched
+    for index in (0, 2, 3, 4):
+        np.testing.assert_allclose(got[index], blur_reference(images[index], sigmas[index]),
+                                   rtol=1e-4, atol=1e-3)
+
+
+def test_gaussian_kernels_truncate_at_three_sigma():
+    kernels = augment.gaussian_kernels(tf.constant([0.0, 0.3, 1.3])).numpy()
+    np.testing.assert_allclose(kernels.sum(axis=1), 1.0, rtol=1e-6)
+    center = augment.BLUR_RADIUS
+    np.testing.assert_array_equal(np.nonzero(kernels[0])[0], [center])
+    np.testing.assert_array_equal(np.nonzero(kernels[1])[0], [center - 1, center, center + 1])
+    assert np.count_nonzero(kernels[2]) == 2 * augment.BLUR_RADIUS + 1

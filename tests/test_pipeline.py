@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from scl_tf.config import DataConfig, PipelineConfig
-from scl_tf.data import pipeline
+from scl_tf.data import augment, pipeline
 from scl_tf.data.datasets import DatasetError, Sample
 
 FAST = dict(crop_size=(64, 80), color_jitter=0.0, blur_prob=0.0, class_uniform_pct=0.0)
@@ -35,6 +35,9 @@ def test_element_structure_for_two_replicas(mini_files):
         assert unlabeled[key].shape == (6, 48, 64, 3)
         assert 0 <= unlabeled[key].min() and unlabeled[key].max() <= 255
     assert unlabeled["boxes"].shape == (6, 8, 4) and unlabeled["boxes"].dtype == np.int32
+    for part, key in [(labeled, "photometric"), (unlabeled, "photometric_a"),
+                      (unlabeled, "photometric_b")]:
+        assert part[key].shape == (len(part[key]), 5) and part[key].dtype == np.float32
     assert set(np.unique(labeled["label"])) <= set(range(11)) | {255}
     assert not np.array_equal(unlabeled["u_a"], unlabeled["u_b"])
 
@@ -47,6 +50,27 @@ def test_stream_is_deterministic_given_the_seed(mini_files):
     flat = [tf.nest.flatten(run) for run in runs + [other]]
     assert all(np.array_equal(a, b) for a, b in zip(flat[0], flat[1]))
     assert not all(np.array_equal(a, b) for a, b in zip(flat[0], flat[2]))
+
+
+def test_apply_photometric_changes_each_image_with_its_own_parameters(mini_files):
+    config = PipelineConfig(crop_size=(32, 48), color_jitter=0.25, blur_prob=0.5)
+    (element,) = first_elements(pipeline.train_dataset(mini_files, config), 1)
+    applied = tf.nest.map_structure(np.asarray, pipeline.apply_photometric(element))
+    assert set(applied["labeled"]) == {"image", "label"}
+    assert set(applied["unlabeled"]) == {"u_a", "u_b", "boxes"}
+    np.testing.assert_array_equal(applied["labeled"]["label"], element["labeled"]["label"])
+    for part, image_key, params_key in [("labeled", "image", "photometric"),
+                                        ("unlabeled", "u_a", "photometric_a"),
+                                        ("unlabeled", "u_b", "photometric_b")]:
+        images, params = element[part][image_key], element[part][params_key]
+        for index in range(len(images)):
+            alone = augment.apply_photometric(images[index:index + 1], params[index:index + 1])
+            np.testing.assert_allclose(applied[part][image_key][index], alone[0], atol=1e-3)
+            assert np.abs(applied[part][image_key][index] - images[index]).max() > 1
+    # A hand-made batch without parameters passes unchanged.
+    bare = {"labeled": {"image": element["labeled"]["image"]}}
+    np.testing.assert_array_equal(pipeline.apply_photometric(bare)["labeled"]["image"],
+                                  element["labeled"]["image"])
 
 
 def test_supervised_stream_has_no_unlabeled_part(mini_files):

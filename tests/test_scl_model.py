@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 from train_helpers import random_batch, tiny_segmenter
 
+from scl_tf.data.augment import apply_photometric
 from scl_tf.losses import relaxed_cross_entropy
 from scl_tf.training.optim import CoupledSGD
 from scl_tf.training.scl_model import SCLModel, StepConfig, rampup_weight
@@ -49,6 +50,28 @@ def test_total_is_the_weighted_sum_and_labeled_term_is_relaxed_ce():
     assert float(shares["loss"]) == pytest.approx(float(total), rel=1e-6)
     labels = batch["labeled"]["label"].numpy()
     assert float(shares["scored"]) == np.sum(labels != 255)
+
+
+def test_the_step_applies_the_photometric_parameters_of_the_element():
+    model = make_model(StepConfig(lambda_c=1.0, lambda_sc=1.0, scl_mode="exact", scl_boxes=4))
+    batch = random_batch(seed=4)
+    params = {key: tf.constant([[1.2, 0.8, 1.1, 0.1, 0.9], [0.9, 1.1, 0.8, -0.1, 0.0]])
+              for key in ("photometric", "photometric_a", "photometric_b")}
+    with_params = {"labeled": {**batch["labeled"], "photometric": params["photometric"]},
+                   "unlabeled": {**batch["unlabeled"], "photometric_a": params["photometric_a"],
+                                 "photometric_b": params["photometric_b"]}}
+    applied = {"labeled": {**batch["labeled"], "image": apply_photometric(
+                   batch["labeled"]["image"], params["photometric"])},
+               "unlabeled": {**batch["unlabeled"],
+                             "u_a": apply_photometric(batch["unlabeled"]["u_a"],
+                                                      params["photometric_a"]),
+                             "u_b": apply_photometric(batch["unlabeled"]["u_b"],
+                                                      params["photometric_b"])}}
+    shares = model.compute_losses(with_params)
+    for name, value in model.compute_losses(applied).items():
+        assert float(shares[name]) == pytest.approx(float(value), rel=1e-5), name
+    assert float(shares["loss"]) != pytest.approx(float(model.compute_losses(batch)["loss"]),
+                                                  rel=1e-3)
 
 
 def test_supervised_baseline_needs_no_unlabeled_data_nor_teacher():

@@ -2,12 +2,16 @@
 
 A training element holds one batch of each kind:
 
-    {"labeled":   {"image": float32 [B_l, h, w, 3], "label": int32 [B_l, h, w]},
+    {"labeled":   {"image": float32 [B_l, h, w, 3], "label": int32 [B_l, h, w],
+                   "photometric": float32 [B_l, 5]},
      "unlabeled": {"u_a": float32 [B_u, h, w, 3], "u_b": float32 [B_u, h, w, 3],
-                   "boxes": int32 [B_u, N, 4]}}
+                   "boxes": int32 [B_u, N, 4],
+                   "photometric_a": float32 [B_u, 5], "photometric_b": float32 [B_u, 5]}}
 
-Images are RGB in [0, 255] (the models normalise), labels are train ids with 255 = ignore, boxes
-are CutMix boxes (masks are built in the train step).
+Images are RGB in [0, 255] (the models normalise), scaled, cropped and flipped; labels are train
+ids with 255 = ignore. Two things are left to the train step, on the accelerator: the CutMix
+masks, of which the element holds the boxes, and each image's colour jitter and blur, of which
+it holds the parameters (`apply_photometric` applies them; see `augment.photometric_params`).
 
 The stream is a pure function of the seed and the global sample number: which image a sample
 reads (a stateless per-epoch permutation, or a class-uniform draw) and every augmentation draw
@@ -95,15 +99,16 @@ def sample_numbers(batch_size: int, num_replicas: int, start_step: int = 0,
 
 
 def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None):
-    """Random scale/crop/flip of a uint8 image (and of its label values), then photometric
-    jitter.
+    """Random scale/crop/flip of a uint8 image (and of its label values), and the parameters
+    of its photometric change.
 
     Args:
       image: uint8 [H, W, 3]; seed: int [2].
       label: None or (values uint8 [H, W], value_to_train_id table, path for errors).
       center: None or (centred? bool, yx int32 [2]): centre the crop on yx when centred.
     Returns:
-      float32 [h, w, 3], and int32 [h, w] train ids when `label` is given.
+      float32 [h, w, 3], float32 [5] photometric parameters, and int32 [h, w] train ids when
+      `label` is given.
     """
     seeds = tf.random.experimental.stateless_split(seed, 3)
     image_size = tf.shape(image)[:2]
@@ -116,11 +121,12 @@ def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None
     flip = tf.logical_and(config.random_flip,
                           tf.random.stateless_uniform([], seeds[1]) < 0.5)
     cropped = augment.crop_image(image, window, config.crop_size, flip)
-    cropped = augment.photometric(cropped, seeds[2], config.color_jitter, config.blur_prob)
+    params = augment.photometric_params(seeds[2], config.color_jitter, config.blur_prob)
     if label is None:
-        return cropped
+        return cropped, params
     values, table, path = label
-    return cropped, augment.crop_label(values, window, config.crop_size, flip, table, path)
+    return cropped, params, augment.crop_label(values, window, config.crop_size, flip, table,
+                                               path)
 
 
 def _labeled_choice(sample, num_images: int, config: PipelineConfig,
@@ -138,8 +144,8 @@ def _labeled_choice(sample, num_images: int, config: PipelineConfig,
 
 def labeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset,
                     batch_size: int, verbose: bool = True) -> tf.data.Dataset:
-    """Batches {"image": float32 [B, h, w, 3], "label": int32 [B, h, w]} of the given global
-    sample numbers."""
+    """Batches {"image": float32 [B, h, w, 3], "label": int32 [B, h, w], "photometric":
+    float32 [B, 5]} of the given global sample numbers."""
     if not files.labeled:
         raise DatasetError("the labeled set is empty")
     sampler = None
@@ -155,12 +161,12 @@ def labeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.
     def load(sample):
         index, centered, yx = _labeled_choice(sample, len(files.labeled), config, sampler)
         label_path = tf.gather(label_paths, index)
-        image, label = _augmented_crop(
+        image, params, label = _augmented_crop(
             decode.read_image(tf.gather(image_paths, index)),
             _element_seed(config.seed + 3, sample), config,
             label=(decode.read_label_values(label_path), table, label_path),
             center=(centered, yx))
-        return {"image": image, "label": label}
+        return {"image": image, "label": label, "photometric": params}
 
     return (samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size, drop_remainder=True))
@@ -168,9 +174,9 @@ def labeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.
 
 def unlabeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset,
                       batch_size: int) -> tf.data.Dataset:
-    """Batches {"u_a", "u_b": float32 [B, h, w, 3], "boxes": int32 [B, N, 4]} of the given
-    global sample numbers: two different unlabeled images per pair (one if the pool has one),
-    augmented independently."""
+    """Batches {"u_a", "u_b": float32 [B, h, w, 3], "boxes": int32 [B, N, 4], "photometric_a",
+    "photometric_b": float32 [B, 5]} of the given global sample numbers: two different
+    unlabeled images per pair (one if the pool has one), augmented independently."""
     if not files.unlabeled:
         raise DatasetError("the unlabeled pool is empty: lower --labeled_fraction/--labeled_count, "
                            "or add --unlabeled_dirs / --use_coarse_unlabeled")
@@ -181,12 +187,13 @@ def unlabeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.dat
     def load(sample):
         seeds = tf.random.experimental.stateless_split(
             _element_seed(config.seed + 4, sample), 3)
-        u_a, u_b = (_augmented_crop(
+        (u_a, params_a), (u_b, params_b) = (_augmented_crop(
             decode.read_image(tf.gather(paths, _permuted(2 * sample + i, count, config.seed + 5))),
             seeds[i], config) for i in range(2))
         boxes = cutmix.sample_boxes(seeds[2], height, width, config.cutmix_boxes,
                                     config.cutmix_area)
-        return {"u_a": u_a, "u_b": u_b, "boxes": boxes}
+        return {"u_a": u_a, "u_b": u_b, "boxes": boxes, "photometric_a": params_a,
+                "photometric_b": params_b}
 
     return (samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
             .batch(batch_size, drop_remainder=True))
@@ -219,6 +226,33 @@ def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int =
     # The stream is already split by sample number; auto-sharding would split it again.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+# Which image each photometric parameter key of an element belongs to.
+PHOTOMETRIC_KEYS = {"labeled": {"image": "photometric"},
+                    "unlabeled": {"u_a": "photometric_a", "u_b": "photometric_b"}}
+
+
+def apply_photometric(element):
+    """The element with each image's colour jitter and blur applied and its parameters gone.
+
+    Called by the train step (on the accelerator); images whose parameters the element does not
+    hold (a hand-made batch) are left as they are.
+
+    Args:
+      element: a training element (see the module docstring), or one replica's part of it.
+    Returns:
+      the element without the "photometric*" entries.
+    """
+    result = {}
+    for part, batch in element.items():
+        batch = dict(batch)
+        for image_key, params_key in PHOTOMETRIC_KEYS.get(part, {}).items():
+            if params_key in batch:
+                batch[image_key] = augment.apply_photometric(batch[image_key],
+                                                             batch.pop(params_key))
+        result[part] = batch
+    return result
 
 
 def eval_dataset(samples: list[Sample], spec: LabelSpec) -> tf.data.Dataset:

@@ -1,6 +1,7 @@
 """The student and its EMA teacher, and the semi-supervised train step (paper, section 3).
 
 One step, per replica:
+  0. each image's colour jitter and blur, drawn by the pipeline, applied here (on the device);
   1. labeled:   the student on x, boundary-relaxed cross entropy -> L_x;
   2. unlabeled: the teacher (inference mode) on u_a and u_b; the CutMix masks from the boxes;
                 the student on u_m = mix(u_a, u_b) against mix(p_t(u_a), p_t(u_b)):
@@ -25,6 +26,7 @@ import tensorflow as tf
 
 from scl_tf.data.cutmix import cutmix_masks
 from scl_tf.data.labels import IGNORE_LABEL
+from scl_tf.data.pipeline import apply_photometric
 from scl_tf.losses import consistency_loss, relaxed_cross_entropy, structured_consistency_loss
 
 LOSS_TERMS = ("loss", "loss_x", "loss_c", "loss_sc")
@@ -145,6 +147,7 @@ class SCLModel(keras.Model):
           correct and scored (for the accuracy).
         """
         config = self.step_config
+        batch = apply_photometric(batch)
         labeled = batch["labeled"]
         images, labels = labeled["image"], labeled["label"]
         num_labeled = tf.shape(images)[0]

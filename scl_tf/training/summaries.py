@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from scl_tf.data.cutmix import cutmix_masks
 from scl_tf.data.labels import IGNORE_LABEL
+from scl_tf.data.pipeline import apply_photometric
 
 
 def colorize(train_ids, palette: np.ndarray) -> tf.Tensor:
@@ -25,10 +26,11 @@ def panel_images(model, batch, palette: np.ndarray, scl_boxes: int) -> tf.Tensor
     labeled input | its label | the student's prediction above them.
 
     Args:
-      model: SCLModel; batch: one replica's pipeline element.
+      model: SCLModel; batch: one replica's pipeline element (photometric change not applied).
     Returns:
       uint8 [rows, h, 3 * w, 3].
     """
+    batch = apply_photometric(batch)
     labeled = batch["labeled"]
     rows = [tf.concat([tf.cast(labeled["image"], tf.uint8), colorize(labeled["label"], palette),
                        colorize(tf.argmax(model(labeled["image"]), -1), palette)], axis=2)]
