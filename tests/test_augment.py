@@ -46,6 +46,16 @@ def resize_nearest(values, size):
     return values[np.ix_(indices(values.shape[0], size[0]), indices(values.shape[1], size[1]))]
 
 
+@pytest.mark.parametrize("size_in", [(7, 9), (40, 60), (333, 517)])
+def test_resize_nearest_picks_the_pixels_of_tensorflows_nearest(size_in):
+    values = np.random.default_rng(3).integers(0, 256, size_in).astype(np.uint8)
+    for size_out in [(5, 4), (7, 9), (19, 31), (640, 897)]:
+        expected = tf.image.resize(values[..., None], size_out, method="nearest")[..., 0]
+        got = augment.resize_nearest(tf.constant(values), tf.constant(size_out))
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(got, resize_nearest(values, size_out))
+
+
 @pytest.mark.parametrize("scale", [1.0, 1.7, 0.8])
 def test_crop_inside_the_image_matches_reference_resize(scale):
     values, image = label_and_image(80, 100)
