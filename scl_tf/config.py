@@ -79,7 +79,8 @@ flags.DEFINE_integer("low_level_stride", 0,
                      "Stride of the decoder's low-level feature (2 or 4); 0 = the backbone's "
                      "default (2 for wrn38, 4 otherwise).")
 flags.DEFINE_string("weights", None,
-                    "Local weights: a full-model .weights.h5, or ImageNet backbone weights.")
+                    "Local weights: a full model (.weights.h5, or .keras such as a run's "
+                    "model.keras, to warm-start), or ImageNet backbone weights (.h5).")
 flags.DEFINE_bool("sync_batchnorm", True, "Synchronized BatchNormalization across replicas.")
 flags.DEFINE_integer("decoder_convs", 2,
                      "Convolutions after the decoder's concatenation (DeepLabV3+ and the paper: "

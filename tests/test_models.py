@@ -212,7 +212,7 @@ def test_custom_layer_config_round_trip(layer):
     assert type(restored) is type(layer) and restored.get_config() == config
 
 
-def test_keras_file_and_full_weights_reload_identically(tmp_path):
+def test_keras_file_and_full_weights_reload_identically_and_warm_start(tmp_path):
     model = cached_model("mobilenetv2", 16)
     images = random_images(65, 97)
     expected = model(images)
@@ -222,15 +222,16 @@ def test_keras_file_and_full_weights_reload_identically(tmp_path):
     np.testing.assert_array_equal(reloaded(images), expected)
 
     model.save_weights(tmp_path / "model.weights.h5")
-    rebuilt = build_model(
-        "mobilenetv2",
-        7,
-        16,
-        weights=tmp_path / "model.weights.h5",
-        aspp_filters=32,
-        decoder_filters=32,
-    )
-    np.testing.assert_array_equal(rebuilt(images), expected)
+    for weights in ("model.weights.h5", "model.keras"):
+        rebuilt = build_model(
+            "mobilenetv2",
+            7,
+            16,
+            weights=tmp_path / weights,
+            aspp_filters=32,
+            decoder_filters=32,
+        )
+        np.testing.assert_array_equal(rebuilt(images), expected)
 
 
 def test_saved_model_export_accepts_any_size(tmp_path):

@@ -1,5 +1,6 @@
 """The model dir of a run: config.json round trip and loading the model back."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -52,6 +53,13 @@ def test_load_model_picks_the_asked_weights(run, checkpoint, eval_weights, expec
 def test_load_model_from_a_keras_file(run):
     model = run_dir.load_model(os.path.join(run[0], run_dir.EXPORT_NAME))
     np.testing.assert_allclose(model(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
+
+
+def test_a_runs_model_keras_warm_starts_the_student_of_a_new_run(run):
+    config = run_dir.read_info(run[0]).model
+    warm = dataclasses.replace(config, weights=os.path.join(run[0], run_dir.EXPORT_NAME))
+    student, _ = run_dir.build_networks(warm, len(CLASSES))
+    np.testing.assert_allclose(student(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_sources_are_named(run, tmp_path):

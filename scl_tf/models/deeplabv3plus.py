@@ -117,9 +117,10 @@ def build_model(
         backbone: `"wrn38"` (the paper's), `"resnet50"`, `"resnet101"` or `"mobilenetv2"`.
         num_classes: number of output channels.
         output_stride: 8 (paper), 16 or 32: input size / size of the ASPP's feature map.
-        weights: None (random), a full-model `*.weights.h5` from `model.save_weights`, or
-            ImageNet backbone weights `*.h5` in keras.applications' layout (keras.applications'
-            `*_notop.h5` files; `scripts/convert_wrn38_weights.py` output for WRN38).
+        weights: None (random), a full model (`*.weights.h5` from `model.save_weights`, or
+            `*.keras` from `model.save`, e.g. a run's model.keras), or ImageNet backbone
+            weights `*.h5` in keras.applications' layout (keras.applications' `*_notop.h5`
+            files; `scripts/convert_wrn38_weights.py` output for WRN38).
         low_level_stride: stride of the decoder's low-level feature, 2 or 4; default 2 for
             WRN38 (paper), 4 for the others.
         sync_batchnorm: synchronized BatchNormalization everywhere (sync BN under a
