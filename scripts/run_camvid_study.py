@@ -13,8 +13,13 @@ Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.tr
   scl_exact_rampup  diagnostic: the full method with its unlabeled weights ramped up over the
                     first 300 steps (--rampup_steps; the paper uses constant weights)
   scl_exact_light   diagnostic: as scl_exact_rampup with the paper's lambdas divided by 10
+  finetune_supervised, finetune_scl
+                    diagnostic: 500 more steps from the supervised run of the same seed
+                    (its model.keras: student and teacher start right), without and with the
+                    unlabeled terms at the paper's weights
 
-each with seed 0, and supervised and scl_exact again with seed 1. Every run is resumable: an
+each with seed 0, and supervised and scl_exact_light again with seeds 1 and 2 (RUNS). Every
+run is resumable: an
 interrupted study started again continues each run from its last checkpoint and skips what is
 done. Each run is scored on the val split with the EMA weights and with the student's. Writes
 --results.json (everything), --results.md (the table) and --results.png (val mIoU per arm and
@@ -35,6 +40,8 @@ import numpy as np
 # The paper's unlabeled weights (20, 3) divided by 10 and ramped up over 300 steps: the only
 # setting of the full method that does not fall below the baseline at this scale (RESULTS.md).
 LIGHT_WEIGHTS = ["--rampup_steps=300", "--lambda_c=2", "--lambda_sc=0.3"]
+# A second, shorter schedule at half the learning rate for runs that start from a trained model.
+FINETUNE = ["--steps=500", "--learning_rate=0.005"]
 ARMS = {
     "supervised": ("Supervised only", ["--lambda_c=0", "--lambda_sc=0"]),
     "consistency": ("+ consistency (lambda_c)", ["--lambda_sc=0"]),
@@ -49,11 +56,20 @@ ARMS = {
                   ["--scl_mode=pairs", "--num_pairs=9000", *LIGHT_WEIGHTS]),
     "teacher_student": ("light full method, teacher = student (no EMA teacher)",
                         ["--scl_mode=exact", "--teacher=student", *LIGHT_WEIGHTS]),
+    # Diagnostic: the paper starts from a network whose predictions are already good; here the
+    # finished supervised run of the same seed plays that part (WARM_START).
+    "finetune_supervised": ("supervised, 500 more steps from the supervised run",
+                            ["--lambda_c=0", "--lambda_sc=0", *FINETUNE]),
+    "finetune_scl": ("full method (paper's lambdas), 500 steps from the supervised run",
+                     ["--scl_mode=exact", *FINETUNE]),
 }
+# Arms that start from the model.keras of another arm's run with the same seed.
+WARM_START = {"finetune_supervised": "supervised", "finetune_scl": "supervised"}
 # Run order: one seed of every arm first, then further seeds of the baseline and the full method.
 RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
-        "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "teacher_student_s0",
-        "scl_pairs_s0", "supervised_s2", "scl_exact_light_s2")
+        "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "finetune_supervised_s0",
+        "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0", "supervised_s2",
+        "scl_exact_light_s2")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 
@@ -72,11 +88,28 @@ def parse_run(name: str) -> tuple[str, int]:
     return arm, int(seed)
 
 
+def warm_start_flags(runs_dir: str, name: str) -> list[str]:
+    """`--weights=` the model.keras of the run this one starts from, if its arm warm-starts.
+
+    Raises:
+      SystemExit: that run has not finished training.
+    """
+    arm, seed = parse_run(name)
+    if arm not in WARM_START:
+        return []
+    source = os.path.join(runs_dir, f"{WARM_START[arm]}_s{seed}")
+    if not is_trained(source):
+        raise SystemExit(f"--runs: {name} starts from {source}, which has not finished "
+                         f"training; run {WARM_START[arm]}_s{seed} first")
+    return [f"--weights={os.path.join(source, 'model.keras')}"]
+
+
 def train_command(args, name: str, extra: list[str]) -> list[str]:
     arm, seed = parse_run(name)
     return [sys.executable, "-m", "scl_tf.train", f"--flagfile={args.config}",
             f"--data_dir={args.data_dir}", f"--seed={seed}",
-            f"--model_dir={os.path.join(args.runs_dir, name)}", *ARMS[arm][1], *extra]
+            f"--model_dir={os.path.join(args.runs_dir, name)}", *ARMS[arm][1],
+            *warm_start_flags(args.runs_dir, name), *extra]
 
 
 def eval_path(run_dir: str, weights: str) -> str:

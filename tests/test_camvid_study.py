@@ -1,6 +1,7 @@
 """scripts/run_camvid_study.py: arm bookkeeping, the results table, and a real (tiny) study run
 on data/camvid_mini that is resumed without redoing finished work."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -59,6 +60,24 @@ def test_arms_are_the_issues_ablation(study):
         seeds.setdefault(arm, set()).add(seed)
     assert seeds["supervised"] == seeds["scl_exact_light"] == {0, 1, 2}
     assert set(seeds) == set(study.ARMS)
+    # The warm-started arms run after the run they start from.
+    order = list(study.RUNS)
+    for arm, source in study.WARM_START.items():
+        assert order.index(f"{source}_s0") < order.index(f"{arm}_s0")
+
+
+def test_warm_started_runs_load_their_sources_model_and_wait_for_it(study, tmp_path):
+    assert study.warm_start_flags(str(tmp_path), "scl_exact_s0") == []
+    with pytest.raises(SystemExit, match="run supervised_s1 first"):
+        study.warm_start_flags(str(tmp_path), "finetune_scl_s1")
+    (tmp_path / "supervised_s1").mkdir()
+    (tmp_path / "supervised_s1" / "model.keras").write_text("")
+    expected = f"--weights={tmp_path / 'supervised_s1' / 'model.keras'}"
+    assert study.warm_start_flags(str(tmp_path), "finetune_scl_s1") == [expected]
+    args = argparse.Namespace(config="study.flags", data_dir="camvid", runs_dir=str(tmp_path))
+    command = study.train_command(args, "finetune_supervised_s1", ["--steps=3"])
+    assert command[-2:] == [expected, "--steps=3"]  # flags given to the study come last
+    assert "--lambda_c=0" in command and "--steps=500" in command
 
 
 def test_arm_summary_and_table(study):
