@@ -51,14 +51,15 @@ def test_arms_are_the_issues_ablation(study):
     assert flags["consistency"] == ["--lambda_sc=0"]
     assert "--num_pairs=9000" in flags["scl_pairs"] and "--scl_mode=pairs" in flags["scl_pairs"]
     assert "--teacher=student" in flags["teacher_student"]
-    # The two ablations of the full method vary its light setting, the one that trains.
-    for arm in ("scl_pairs", "teacher_student"):
+    assert "--ema_decay=0.9" in flags["ema_fast"]
+    # The ablations of the full method vary its light setting, the one that trains.
+    for arm in ("scl_pairs", "teacher_student", "ema_fast"):
         assert set(study.LIGHT_WEIGHTS) <= set(flags[arm])
     seeds = {}
     for name in study.RUNS:
         arm, seed = study.parse_run(name)
         seeds.setdefault(arm, set()).add(seed)
-    assert seeds["supervised"] == seeds["scl_exact_light"] == {0, 1, 2}
+    assert seeds["supervised"] == seeds["scl_exact_light"] == seeds["teacher_student"] == {0, 1, 2}
     assert set(seeds) == set(study.ARMS)
     # The warm-started arms run after the run they start from.
     order = list(study.RUNS)
