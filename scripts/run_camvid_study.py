@@ -10,6 +10,8 @@ Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.tr
   scl_exact         + lambda_c * L_c + lambda_sc * L_sc, every pair (the full method)
   scl_pairs         the same with the paper's sampler, Drop(., Npair = 9000)
   teacher_student   the full method with the student as its own teacher (no EMA teacher)
+  teacher_student_consistency
+                    teacher_student without the structured term (lambda_sc = 0)
   scl_exact_rampup  diagnostic: the full method with its unlabeled weights ramped up over the
                     first 300 steps (--rampup_steps; the paper uses constant weights)
   scl_exact_light   diagnostic: as scl_exact_rampup with the paper's lambdas divided by 10
@@ -56,6 +58,10 @@ ARMS = {
                   ["--scl_mode=pairs", "--num_pairs=9000", *LIGHT_WEIGHTS]),
     "teacher_student": ("light full method, teacher = student (no EMA teacher)",
                         ["--scl_mode=exact", "--teacher=student", *LIGHT_WEIGHTS]),
+    # Table 2's consistency-alone row for the teacher = student variant.
+    "teacher_student_consistency": (
+        "light consistency alone (lambda_sc 0), teacher = student",
+        ["--teacher=student", *LIGHT_WEIGHTS, "--lambda_sc=0"]),
     # Diagnostic: between the 0.99 EMA teacher and teacher = student, a teacher ~10 steps behind.
     "ema_fast": ("light full method, EMA decay 0.9 instead of 0.99",
                  ["--scl_mode=exact", "--ema_decay=0.9", *LIGHT_WEIGHTS]),
@@ -73,7 +79,8 @@ WARM_START = {"finetune_supervised": "supervised", "finetune_scl": "supervised"}
 RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
         "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "finetune_supervised_s0",
         "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0", "teacher_student_s1",
-        "supervised_s2", "teacher_student_s2", "ema_fast_s0", "scl_exact_light_s2")
+        "supervised_s2", "teacher_student_consistency_s0", "teacher_student_s2", "ema_fast_s0",
+        "scl_exact_light_s2")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 

@@ -52,6 +52,9 @@ def test_arms_are_the_issues_ablation(study):
     assert "--num_pairs=9000" in flags["scl_pairs"] and "--scl_mode=pairs" in flags["scl_pairs"]
     assert "--teacher=student" in flags["teacher_student"]
     assert "--ema_decay=0.9" in flags["ema_fast"]
+    # Flags given later win: the consistency-alone variant drops the structured term.
+    assert flags["teacher_student_consistency"][-1] == "--lambda_sc=0"
+    assert "--teacher=student" in flags["teacher_student_consistency"]
     # The ablations of the full method vary its light setting, the one that trains.
     for arm in ("scl_pairs", "teacher_student", "ema_fast"):
         assert set(study.LIGHT_WEIGHTS) <= set(flags[arm])
