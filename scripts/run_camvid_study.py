@@ -79,7 +79,7 @@ WARM_START = {"finetune_supervised": "supervised", "finetune_scl": "supervised"}
 RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
         "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "finetune_supervised_s0",
         "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0", "teacher_student_s1",
-        "supervised_s2", "teacher_student_consistency_s0", "teacher_student_s2", "ema_fast_s0",
+        "supervised_s2", "teacher_student_consistency_s0", "ema_fast_s0", "teacher_student_s2",
         "scl_exact_light_s2")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
