@@ -84,6 +84,8 @@ RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0"
         "teacher_student_s2", "scl_exact_light_s2")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
+LOSS_SMOOTHING = 5  # logged values (every --log_every steps) averaged in the plotted L_x
+SEED_LINE_STYLES = ("-", "--", ":")
 
 
 def is_run_name(name: str) -> bool:
@@ -212,8 +214,25 @@ def markdown_table(arms: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Means of each `window` consecutive values: float [N] -> [N - window + 1] (N >= window)."""
+    return np.convolve(values, np.full(window, 1.0 / window), mode="valid")
+
+
+def run_style(name: str) -> dict:
+    """Matplotlib line style of a run: its arm's colour (tab20, ARMS order), its seed's dashes."""
+    import matplotlib
+
+    arm, seed = parse_run(name)
+    colours = matplotlib.colormaps["tab20"].colors
+    return {"color": colours[list(ARMS).index(arm) % len(colours)],
+            "linestyle": SEED_LINE_STYLES[seed % len(SEED_LINE_STYLES)], "label": name}
+
+
 def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
-    """val mIoU per arm (bars, seeds as dots) and the curves of loss_x and val mIoU per run."""
+    """val mIoU per arm (bars, seeds as dots) and the curves of loss_x (smoothed over
+    LOSS_SMOOTHING logged values) and val mIoU per run: one colour per arm, one line style per
+    seed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,16 +249,19 @@ def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
     bars.set_ylabel("val mIoU % (EMA weights)")
     bars.set_title("CamVid 1/8: val mIoU per arm")
     for name, run in runs.items():
-        for axes, tag in ((loss_axes, "loss_x"), (miou_axes, "val/miou")):
-            points = np.asarray(run["curves"][tag], dtype=float).reshape(-1, 2)
-            values = points[:, 1] * (100 if tag == "val/miou" else 1)
-            axes.plot(points[:, 0], values, label=name, marker="." if tag == "val/miou" else None)
-    loss_axes.set_title("labeled loss L_x (training)")
+        style = run_style(name)
+        loss = np.asarray(run["curves"]["loss_x"], dtype=float).reshape(-1, 2)
+        if len(loss) >= LOSS_SMOOTHING:
+            loss_axes.plot(moving_average(loss[:, 0], LOSS_SMOOTHING),
+                           moving_average(loss[:, 1], LOSS_SMOOTHING), **style)
+        miou = np.asarray(run["curves"]["val/miou"], dtype=float).reshape(-1, 2)
+        miou_axes.plot(miou[:, 0], 100 * miou[:, 1], marker=".", **style)
+    loss_axes.set_title(f"labeled loss L_x (training, mean of {LOSS_SMOOTHING} logged values)")
     loss_axes.set_xlabel("step")
     loss_axes.set_yscale("log")
     miou_axes.set_title("val mIoU % during training (EMA weights)")
     miou_axes.set_xlabel("step")
-    miou_axes.legend(fontsize=7)
+    miou_axes.legend(fontsize=6, ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -98,6 +98,19 @@ def test_arm_summary_and_table(study):
     assert "| + consistency + SCL exact (full method) | 0 | 40.00 | 37.00 |" in table
 
 
+def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(study, tmp_path):
+    np.testing.assert_allclose(study.moving_average(np.array([1.0, 2.0, 3.0, 5.0]), 2),
+                               [1.5, 2.5, 4.0])
+    first, second = study.run_style("supervised_s0"), study.run_style("supervised_s1")
+    assert first["color"] == second["color"] and first["linestyle"] != second["linestyle"]
+    assert study.run_style("teacher_student_s0")["color"] != first["color"]
+    runs = {"supervised_s0": fake_run(0.30, 0.28), "supervised_s1": fake_run(0.34, 0.30),
+            "scl_exact_s0": fake_run(0.40, 0.37, steps=3)}  # too short to smooth: no loss line
+    path = tmp_path / "study.png"
+    study.plot(runs, study.summarize_arms(runs), str(path))
+    assert path.stat().st_size > 10_000
+
+
 def test_tiny_study_runs_resumes_and_writes_results(study, camvid_mini_dir, tmp_path):
     labeled = tmp_path / "labeled.txt"
     labeled.write_text("train/0001TP_006690.png\ntrain/0001TP_007050.png\n")
