@@ -22,12 +22,12 @@ Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.tr
                     unlabeled terms at the paper's weights
 
 each with seed 0; supervised, scl_exact_light and teacher_student again with seeds 1 and 2,
-scl_exact with seed 1 (RUNS). Every run is resumable: an interrupted study started again
-continues each run from its last checkpoint and skips what is done. Each run is scored on the
-val split with the EMA weights and with the student's. Writes --results.json (everything),
---results.md (the table) and --results.png (val mIoU per arm and the training curves) from
-every finished run under --runs_dir; `--runs` picks which to train, extra `scl_tf.train` flags
-follow `--`.
+scl_exact and teacher_student_consistency with seed 1 (RUNS). Every run is resumable: an
+interrupted study started again continues each run from its last checkpoint and skips what is
+done. Each run is scored on the val split with the EMA weights and with the student's. Writes
+--results.json (everything), --results.md (the table) and --results.png (val mIoU per arm and
+the training curves) from every finished run under --runs_dir; `--runs` picks which to train,
+extra `scl_tf.train` flags follow `--`.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0"
         "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "finetune_supervised_s0",
         "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0", "teacher_student_s1",
         "teacher_student_consistency_s0", "scl_exact_s1", "supervised_s2", "ema_fast_s0",
-        "teacher_student_s2", "scl_exact_light_s2")
+        "teacher_student_s2", "teacher_student_consistency_s1", "scl_exact_light_s2")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 LOSS_SMOOTHING = 5  # logged values (every --log_every steps) averaged in the plotted L_x
