@@ -48,7 +48,7 @@ flags.DEFINE_float("labeled_fraction", None,
 flags.DEFINE_integer("labeled_count", None, "Number of train pairs used as labeled.")
 flags.DEFINE_string("labeled_list", None,
                     "File naming the labeled train images, one per line (relative path, file "
-                    "name or stem).")
+                    "name or stem). Empty (--labeled_list=) clears a flag file's list.")
 flags.DEFINE_integer("split_seed", 0, "Seed of the labeled subset choice.")
 
 # --- input pipeline ---------------------------------------------------------------------------
@@ -447,7 +447,7 @@ def data_from_flags(values=flags.FLAGS) -> DataConfig:
         class_names=tuple(values.class_names),
         labeled_fraction=values.labeled_fraction,
         labeled_count=values.labeled_count,
-        labeled_list=values.labeled_list,
+        labeled_list=values.labeled_list or None,
         split_seed=values.split_seed,
     )
 

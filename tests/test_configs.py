@@ -65,6 +65,15 @@ def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     assert all(name.startswith("train/") and name.endswith(".png") for name in names)
 
 
+def test_an_empty_labeled_list_clears_the_flag_files_for_another_split(parse, tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="--labeled_fraction and --labeled_list"):
+        parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}",
+              "--labeled_fraction=0.25")
+    config = parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}",
+                   "--labeled_list=", "--labeled_fraction=0.25")
+    assert (config.data.labeled_list, config.data.labeled_fraction) == (None, 0.25)
+
+
 @pytest.mark.parametrize("argument, flag", [
     ("--scl_boxes=40", "--scl_boxes"),
     ("--lambda_sc=-1", "--lambda_sc"),
