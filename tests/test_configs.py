@@ -53,6 +53,7 @@ def test_camvid_and_demo_flags_parse(parse, tmp_path):
     assert camvid.data.dataset == "camvid" and not camvid.train.semi_supervised
     demo = parse("--flagfile=configs/demo.flags")
     assert demo.data.data_dir == "data/camvid_mini" and demo.train.semi_supervised
+    assert (demo.train.lambda_c, demo.train.lambda_sc, demo.train.rampup_steps) == (2, 0.3, 20)
 
 
 def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
