@@ -16,13 +16,15 @@ Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.tr
                     first 300 steps (--rampup_steps; the paper uses constant weights)
   scl_exact_light   diagnostic: as scl_exact_rampup with the paper's lambdas divided by 10
   ema_fast          diagnostic: scl_exact_light with EMA decay 0.9 instead of 0.99
+  ema_fast_consistency
+                    ema_fast without the structured term (lambda_sc = 0)
   finetune_supervised, finetune_scl
                     diagnostic: 500 more steps from the supervised run of the same seed
                     (its model.keras: student and teacher start right), without and with the
                     unlabeled terms at the paper's weights
 
 each with seed 0; supervised, scl_exact_light and teacher_student again with seeds 1 and 2,
-scl_exact and teacher_student_consistency with seed 1 (RUNS). Every run is resumable: an
+scl_exact, ema_fast and teacher_student_consistency with seed 1 (RUNS). Every run is resumable: an
 interrupted study started again continues each run from its last checkpoint and skips what is
 done. Each run is scored on the val split with the EMA weights and with the student's. Writes
 --results.json (everything), --results.md (the table) and --results.png (val mIoU per arm and
@@ -66,6 +68,9 @@ ARMS = {
     # Diagnostic: between the 0.99 EMA teacher and teacher = student, a teacher ~10 steps behind.
     "ema_fast": ("light full method, EMA decay 0.9 instead of 0.99",
                  ["--scl_mode=exact", "--ema_decay=0.9", *LIGHT_WEIGHTS]),
+    # Table 2's consistency-alone row for the 0.9 EMA teacher.
+    "ema_fast_consistency": ("light consistency alone (lambda_sc 0), EMA decay 0.9",
+                             ["--ema_decay=0.9", *LIGHT_WEIGHTS, "--lambda_sc=0"]),
     # Diagnostic: the paper starts from a network whose predictions are already good; here the
     # finished supervised run of the same seed plays that part (WARM_START).
     "finetune_supervised": ("supervised, 500 more steps from the supervised run",
@@ -76,12 +81,14 @@ ARMS = {
 # Arms that start from the model.keras of another arm's run with the same seed.
 WARM_START = {"finetune_supervised": "supervised", "finetune_scl": "supervised"}
 # Run order: one seed of every arm first, then further seeds of the baseline, the full method
-# and teacher = student (the one variant ahead of the baseline, RESULTS.md finding 10).
+# and the variants ahead of the baseline (teacher = student and the 0.9 EMA teacher, RESULTS.md
+# findings 10 and 12).
 RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
         "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "finetune_supervised_s0",
         "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0", "teacher_student_s1",
         "teacher_student_consistency_s0", "scl_exact_s1", "supervised_s2", "ema_fast_s0",
-        "teacher_student_s2", "teacher_student_consistency_s1", "scl_exact_light_s2")
+        "ema_fast_s1", "ema_fast_consistency_s0", "teacher_student_s2",
+        "teacher_student_consistency_s1", "scl_exact_light_s2")
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 LOSS_SMOOTHING = 5  # logged values (every --log_every steps) averaged in the plotted L_x
