@@ -20,10 +20,11 @@ def camvid_mini_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def import_script():
-    """import_script(name) loads scripts/`name`.py as a module (scripts/ is not a package)."""
+    """import_script(name, folder="scripts") loads `folder`/`name`.py as a module (scripts/ and
+    export/ are not packages)."""
 
-    def load(name: str):
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    def load(name: str, folder: str = "scripts"):
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

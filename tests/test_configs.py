@@ -66,6 +66,16 @@ def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     assert all(name.startswith("train/") and name.endswith(".png") for name in names)
 
 
+def test_parity_flags_train_every_frame_supervised_briefly(parse, tmp_path):
+    config = parse("--flagfile=configs/camvid_parity.flags", f"--data_dir={tmp_path}",
+                   "--backbone=wrn38", "--model_dir=runs/parity/wrn38")
+    assert not config.train.semi_supervised and config.model.output_stride == 8
+    data = config.data
+    assert (data.labeled_fraction, data.labeled_count, data.labeled_list) == (None, None, None)
+    assert (config.train.steps, config.train.ema_decay, config.model_dir) == (
+        100, 0.9, "runs/parity/wrn38")
+
+
 def test_an_empty_labeled_list_clears_the_flag_files_for_another_split(parse, tmp_path):
     with pytest.raises(config_lib.ConfigError, match="--labeled_fraction and --labeled_list"):
         parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}",
