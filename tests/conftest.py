@@ -30,3 +30,27 @@ def import_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def write_small_run():
+    """write_small_run(model_dir) makes a model dir of scl_tf.train holding a small MobileNetV2
+    CamVid teacher (output stride 16, 16-filter head, seed 0): what export tools read."""
+    import keras
+
+    from scl_tf.config import Config, DataConfig, ModelConfig
+    from scl_tf.data import labels as labels_lib
+    from scl_tf.models import build_model
+    from scl_tf.training import run_dir
+
+    def write(model_dir: str) -> None:
+        config = Config(data=DataConfig("camvid", data_dir=str(CAMVID_MINI)),
+                        model=ModelConfig(backbone="mobilenetv2", output_stride=16),
+                        model_dir=model_dir)
+        run_dir.write_config(config, 11, labels_lib.CAMVID_CLASS_NAMES)
+        keras.utils.set_random_seed(0)
+        model = build_model("mobilenetv2", 11, output_stride=16, aspp_filters=16,
+                            decoder_filters=16)
+        model.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
+
+    return write
