@@ -35,7 +35,8 @@ def import_script():
 @pytest.fixture(scope="session")
 def write_small_run():
     """write_small_run(model_dir) makes a model dir of scl_tf.train holding a small MobileNetV2
-    CamVid teacher (output stride 16, 16-filter head, seed 0): what export tools read."""
+    CamVid teacher (output stride 16, 16-filter head, seed 0), what export tools read, and
+    returns that Keras model."""
     import keras
 
     from scl_tf.config import Config, DataConfig, ModelConfig
@@ -43,7 +44,7 @@ def write_small_run():
     from scl_tf.models import build_model
     from scl_tf.training import run_dir
 
-    def write(model_dir: str) -> None:
+    def write(model_dir: str) -> keras.Model:
         config = Config(data=DataConfig("camvid", data_dir=str(CAMVID_MINI)),
                         model=ModelConfig(backbone="mobilenetv2", output_stride=16),
                         model_dir=model_dir)
@@ -52,5 +53,6 @@ def write_small_run():
         model = build_model("mobilenetv2", 11, output_stride=16, aspp_filters=16,
                             decoder_filters=16)
         model.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
+        return model
 
     return write

@@ -11,11 +11,10 @@ import onnx
 import pytest
 import tensorflow as tf
 
-from scl_tf.config import Config, ConfigError, DataConfig, ModelConfig
+from scl_tf.config import ConfigError
 from scl_tf.data import labels as labels_lib
 from scl_tf.export import bench, convert, images, metadata, onnx_model, parity, runtime, serving
 from scl_tf.models import build_model
-from scl_tf.training import run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME = os.path.join(REPO_ROOT, "data", "camvid_mini", "val", "0016E5_07959.png")
@@ -89,14 +88,9 @@ def test_saved_model_metadata_round_trips(tf_model, cityscapes_info):
     assert tf_model.info.palette[0] == (128, 64, 128)  # Cityscapes road
 
 
-def test_model_dir_source_gives_the_exported_teacher(camvid_mini_dir, tmp_path):
+def test_model_dir_source_gives_the_exported_teacher(write_small_run, tmp_path):
     model_dir = str(tmp_path / "run")
-    config = Config(data=DataConfig("camvid", data_dir=str(camvid_mini_dir)),
-                    model=ModelConfig(backbone="mobilenetv2", output_stride=16),
-                    model_dir=model_dir)
-    run_dir.write_config(config, 11, labels_lib.CAMVID_CLASS_NAMES)
-    model = tiny_model(11)
-    model.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
+    model = write_small_run(model_dir)
     source = serving.load_source(model_dir)
     assert source.info.dataset == "camvid" and source.info.weights == "ema"
     assert source.info.label_ids is None and source.info.outputs == ("probabilities", "labels")
