@@ -13,7 +13,7 @@ import os
 from absl import flags
 
 DATASETS = ("cityscapes", "camvid", "folder")
-BACKBONES = ("wrn38", "resnet50", "resnet101", "mobilenetv2")
+BACKBONES = ("wrn38", "resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0")
 
 # --- data -------------------------------------------------------------------------------------
 flags.DEFINE_enum("dataset", None, DATASETS, "Dataset layout to read.")
@@ -79,7 +79,9 @@ flags.DEFINE_integer("low_level_stride", 0,
                      "Stride of the decoder's low-level feature (2 or 4); 0 = the backbone's "
                      "default (2 for wrn38, 4 otherwise).")
 flags.DEFINE_string("weights", None,
-                    "Local weights: a full model (.weights.h5, or .keras such as a run's "
+                    "imagenet: the backbone's ImageNet weights (efficientnet_lite0 from an "
+                    "installed package; mobilenetv2, resnet50, resnet101 through Keras' cache); "
+                    "or a file: a full model (.weights.h5, or .keras such as a run's "
                     "model.keras, to warm-start), or ImageNet backbone weights (.h5).")
 flags.DEFINE_bool("sync_batchnorm", True, "Synchronized BatchNormalization across replicas.")
 flags.DEFINE_integer("decoder_convs", 2,
@@ -315,7 +317,7 @@ class ModelConfig:
         if self.low_level_stride not in (None, 2, 4):
             raise ConfigError(f"--low_level_stride: must be 2 or 4 (or 0 for the default), "
                               f"got {self.low_level_stride}")
-        if self.weights is not None and not os.path.isfile(self.weights):
+        if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
             raise ConfigError(f"--weights: no such file: {self.weights}")
         if self.decoder_convs < 1:
             raise ConfigError(f"--decoder_convs: must be >= 1, got {self.decoder_convs}")

@@ -22,12 +22,13 @@ from scl_tf.data.datasets import DatasetError  # noqa: E402
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown the bar
+    from scl_tf.models.imagenet import ImageNetWeightsError
     from scl_tf.training.loop import TrainingError, train
 
     try:
         config = config_lib.from_flags(flags.FLAGS)
         result = train(config)
-    except (config_lib.ConfigError, DatasetError, TrainingError) as error:
+    except (config_lib.ConfigError, DatasetError, TrainingError, ImageNetWeightsError) as error:
         sys.exit(f"error: {error}")
     if result.stopped_early:
         sys.exit(f"stopped at step {result.step} of {result.total_steps}; run the same command "

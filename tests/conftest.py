@@ -1,10 +1,15 @@
-"""Shared test set-up: quiet TensorFlow, paths to the bundled sample, scripts as modules."""
+"""Shared test set-up: quiet TensorFlow, a private user cache, paths to the bundled sample,
+scripts as modules."""
 
 import importlib.util
 import os
 import pathlib
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The user cache (converted ImageNet weights, class-uniform indexes) of this test session and its
+# subprocesses: never the developer's own ~/.cache/scl_tf.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="scl_tf_test_cache_")
 
 import pytest  # noqa: E402
 

@@ -1,9 +1,8 @@
-"""scripts/convert_wrn38_weights.py on a state dict named like the PyTorch WiderResNetA2."""
-
-import importlib.util
+"""tools/convert_wrn38_weights.py on a state dict named like the PyTorch WiderResNetA2."""
 
 import numpy as np
 import pytest
+from torch_writer import save_zip
 
 from scl_tf.models import build_model
 from scl_tf.models.wider_resnet import build_wider_resnet38
@@ -23,7 +22,7 @@ REFERENCE_MODULES = (
 
 @pytest.fixture(scope="module")
 def converter(import_script):
-    return import_script("convert_wrn38_weights")
+    return import_script("convert_wrn38_weights", folder="tools")
 
 
 def reference_shapes(bn_style="inplace_abn"):
@@ -92,14 +91,18 @@ def nvidia_state_dict():
     return random_state_dict(reference_shapes("nvidia"), prefix="module.")
 
 
+@pytest.mark.parametrize("file_format", ["npz", "pth.tar"])
 def test_converts_nvidia_checkpoint_into_build_model(
-    converter, nvidia_state_dict, tmp_path, capsys
+    converter, nvidia_state_dict, file_format, tmp_path, capsys
 ):
-    npz = tmp_path / "wider_resnet38.npz"
-    np.savez(npz, **nvidia_state_dict)
+    checkpoint = tmp_path / f"wider_resnet38.{file_format}"
+    if file_format == "npz":
+        np.savez(checkpoint, **nvidia_state_dict)
+    else:  # torch.save's zip format, read without PyTorch
+        save_zip(checkpoint, nvidia_state_dict)
     output = tmp_path / "wrn38_imagenet.h5"
 
-    assert converter.main([str(npz), str(output)]) == 0
+    assert converter.main([str(checkpoint), str(output)]) == 0
     head_keys = [
         k
         for k in nvidia_state_dict
@@ -147,14 +150,17 @@ def test_normalize_key_handles_all_layouts(converter):
     assert converter.normalize_key("module.mod1.conv1.weight") == "mod1.conv1.weight"
 
 
-def test_missing_checkpoint_is_named(converter, tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
-        converter.load_state_dict(tmp_path / "missing.pth")
+@pytest.mark.parametrize("name", ["missing.pth", "missing.npz"])
+def test_missing_checkpoint_is_named(converter, name, tmp_path):
+    with pytest.raises(FileNotFoundError, match=name):
+        converter.load_state_dict(tmp_path / name)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="torch is installed")
-def test_pytorch_checkpoint_without_torch_fails_clearly(converter, tmp_path):
+def test_unreadable_checkpoint_is_one_line_naming_it(converter, tmp_path, capsys):
     checkpoint = tmp_path / "wider_resnet38.pth.tar"
     checkpoint.write_bytes(b"not a checkpoint")
-    with pytest.raises(ImportError, match="wider_resnet38.pth.tar"):
-        converter.load_state_dict(checkpoint)
+    with pytest.raises(SystemExit) as info:
+        converter.main([str(checkpoint), str(tmp_path / "out.h5")])
+    message = str(info.value)
+    assert message.startswith(f"error: {checkpoint}: not a readable") and "\n" not in message
+    assert not (tmp_path / "out.h5").exists()

@@ -242,3 +242,19 @@ def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
 def test_benchmark_cli_names_bad_input(args, error):
     result = run_script("benchmark.py", "--model=/nonexistent.onnx", *args)
     assert result.returncode == 1 and error in result.stderr, result.stderr
+
+
+def test_imagenet_lite0_exports_with_parity(tmp_path):
+    """EfficientNet-Lite0 (ImageNet backbone: real activations) through SavedModel and ONNX."""
+    keras.utils.set_random_seed(0)
+    model = build_model("efficientnet_lite0", 11, output_stride=16, weights="imagenet",
+                        aspp_filters=16, decoder_filters=16)
+    info = metadata.make_info("camvid", "efficientnet_lite0", 16,
+                              labels_lib.CAMVID_CLASS_NAMES, "ema")
+    serving.save_saved_model(model, info, str(tmp_path / "saved_model"))
+    tf_model = serving.load_saved_model(str(tmp_path / "saved_model"))
+    cases = parity.parity_cases((64, 96), [FRAME])
+    _, fp32 = convert.export_onnx(tf_model, cases)
+    assert fp32.passed, fp32.details()
+    _, fp16 = convert.export_onnx(tf_model, cases, fp16=True)
+    assert fp16.argmax_agreement >= 0.99, fp16.line()

@@ -49,6 +49,8 @@ def backbone_features(model, images):
         ("resnet101", 16, 65, 97),
         ("wrn38", 8, 33, 47),
         ("wrn38", 16, 33, 47),
+        ("efficientnet_lite0", 8, 129, 97),
+        ("efficientnet_lite0", 16, 360, 480),
     ],
 )
 def test_logits_at_input_resolution_and_feature_strides(backbone, output_stride, height, width):
@@ -81,6 +83,19 @@ def test_dilation_replaces_strides():
         cached_model("resnet50", 8).get_layer(f"aspp_conv3x3_{i}").dilation_rate for i in (1, 2, 3)
     ]
     assert aspp_rates == [(12, 12), (24, 24), (36, 36)]
+
+
+def test_lite0_dilation_keeps_the_stride_of_the_later_stages():
+    def depthwise(output_stride, index):
+        backbone = cached_model("efficientnet_lite0", output_stride).get_layer("backbone")
+        layer = backbone.get_layer(f"blocks_{index}_depthwise_conv")
+        return layer.strides, layer.dilation_rate
+
+    # Block 5 opens the stride-16 stage, block 11 the stride-32 one.
+    assert depthwise(8, 3) == ((2, 2), (1, 1))
+    assert depthwise(8, 5) == ((1, 1), (2, 2)) and depthwise(8, 10) == ((1, 1), (2, 2))
+    assert depthwise(8, 11) == ((1, 1), (4, 4)) and depthwise(8, 15) == ((1, 1), (4, 4))
+    assert depthwise(16, 5) == ((2, 2), (1, 1)) and depthwise(16, 11) == ((1, 1), (2, 2))
 
 
 def test_low_level_stride_is_configurable():
@@ -188,6 +203,7 @@ def test_backbone_h5_missing_layers_is_an_error(tmp_path):
             "torch",
             functools.partial(keras.applications.imagenet_utils.preprocess_input, mode="torch"),
         ),
+        ("lite", lambda images: (images - 127.0) / 128.0),
     ],
 )
 def test_normalization_matches_keras_applications(mode, reference):
@@ -247,7 +263,7 @@ def batch_norms(model):
     return [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
-@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50", "wrn38"])
+@pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50", "wrn38", "efficientnet_lite0"])
 def test_sync_batchnorm_flag_and_momentum_reach_every_batchnorm(backbone):
     synchronized = batch_norms(build_model(backbone, 3, 16, sync_batchnorm=True))
     assert len(synchronized) > 30 and all(bn.synchronized for bn in synchronized)

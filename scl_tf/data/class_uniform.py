@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from scl_tf.cache import user_cache_dir
 from scl_tf.data.datasets import DatasetError
 from scl_tf.data.labels import LabelSpec
 
@@ -100,9 +101,7 @@ def _cache_key(label_paths: list[str], spec: LabelSpec, tiles: int) -> str:
 
 def cache_dirs(data_root: str) -> list[str]:
     """Where the index is cached: next to the data, else (read-only data) the user cache."""
-    user_cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
-                              "scl_tf")
-    return [os.path.join(data_root, CACHE_FOLDER), user_cache]
+    return [os.path.join(data_root, CACHE_FOLDER), user_cache_dir()]
 
 
 def build_index(label_paths: list[str], spec: LabelSpec, tiles: int,

@@ -1,4 +1,4 @@
-"""DeepLabV3+ (Chen et al., 2018) on the four backbones, and `build_model`.
+"""DeepLabV3+ (Chen et al., 2018) on the five backbones, and `build_model`.
 
 Head, as in DeepWV3Plus (Zhu et al., 2019), the network the paper trains:
 - ASPP on the high-level feature: a 1x1 convolution, three 3x3 convolutions dilated at
@@ -20,6 +20,9 @@ from typing import NamedTuple
 import keras
 
 from scl_tf.models.dilation import SUPPORTED_OUTPUT_STRIDES
+from scl_tf.models.efficientnet_lite import NORMALIZATION as LITE_NORMALIZATION
+from scl_tf.models.efficientnet_lite import build_efficientnet_lite0
+from scl_tf.models.imagenet import IMAGENET, imagenet_weights_file
 from scl_tf.models.layers import ImageNormalization, ResizeToMatch, batch_norm
 from scl_tf.models.mobilenet import NORMALIZATION as MOBILENET_NORMALIZATION
 from scl_tf.models.mobilenet import build_mobilenetv2
@@ -42,6 +45,7 @@ BACKBONES = {
     "resnet50": _Backbone(functools.partial(build_resnet, "resnet50"), RESNET_NORMALIZATION, 4),
     "resnet101": _Backbone(functools.partial(build_resnet, "resnet101"), RESNET_NORMALIZATION, 4),
     "mobilenetv2": _Backbone(build_mobilenetv2, MOBILENET_NORMALIZATION, 4),
+    "efficientnet_lite0": _Backbone(build_efficientnet_lite0, LITE_NORMALIZATION, 4),
 }
 SUPPORTED_LOW_LEVEL_STRIDES = (2, 4)
 SUPPORTED_DECODER_KERNEL_SIZES = (1, 3)
@@ -114,13 +118,17 @@ def build_model(
     """Builds DeepLabV3+ for semantic segmentation.
 
     Args:
-        backbone: `"wrn38"` (the paper's), `"resnet50"`, `"resnet101"` or `"mobilenetv2"`.
+        backbone: `"wrn38"` (the paper's), `"resnet50"`, `"resnet101"`, `"mobilenetv2"` or
+            `"efficientnet_lite0"`.
         num_classes: number of output channels.
         output_stride: 8 (paper), 16 or 32: input size / size of the ASPP's feature map.
-        weights: None (random), a full model (`*.weights.h5` from `model.save_weights`, or
-            `*.keras` from `model.save`, e.g. a run's model.keras), or ImageNet backbone
-            weights `*.h5` in keras.applications' layout (keras.applications' `*_notop.h5`
-            files; `scripts/convert_wrn38_weights.py` output for WRN38).
+        weights: None (random); `"imagenet"`: the backbone's ImageNet weights (see
+            `scl_tf.models.imagenet`: Lite0 from an installed package, keras.applications'
+            files through Keras' cache); a full model (`*.weights.h5` from
+            `model.save_weights`, or `*.keras` from `model.save`, e.g. a run's model.keras);
+            or ImageNet backbone weights `*.h5` in keras.applications' layout
+            (keras.applications' `*_notop.h5` files; `tools/convert_wrn38_weights.py` output
+            for WRN38).
         low_level_stride: stride of the decoder's low-level feature, 2 or 4; default 2 for
             WRN38 (paper), 4 for the others.
         sync_batchnorm: synchronized BatchNormalization everywhere (sync BN under a
@@ -143,6 +151,7 @@ def build_model(
         ValueError: unknown backbone, unsupported output or low-level stride, decoder
             convolutions or kernel size, bad weights name.
         FileNotFoundError: `weights` names a missing file.
+        scl_tf.models.imagenet.ImageNetWeightsError: `weights="imagenet"` cannot be had.
     """
     if backbone not in BACKBONES:
         raise ValueError(
@@ -170,8 +179,11 @@ def build_model(
             f"build_model: decoder_kernel_size={decoder_kernel_size!r} is not supported; "
             f"expected one of {SUPPORTED_DECODER_KERNEL_SIZES}"
         )
-    if weights is not None:
-        weights = check_weights_path(weights)  # fail before the slow build
+    # Fail before the slow build.
+    if weights == IMAGENET:
+        weights = imagenet_weights_file(backbone)
+    elif weights is not None:
+        weights = check_weights_path(weights)
 
     features = spec.build(output_stride, low_level_stride, sync_batchnorm)
     inputs = keras.Input((None, None, 3), name="image")

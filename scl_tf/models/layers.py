@@ -18,6 +18,7 @@ from keras.src.backend import image as backend_image
 #   "caffe": BGR minus the ImageNet mean (keras.applications ResNet50 / ResNet101).
 #   "tf":    [-1, 1] (keras.applications MobileNetV2).
 #   "torch": RGB in [0, 1], ImageNet mean / std (PyTorch-trained WRN38 of mapillary / Zhu et al.).
+#   "lite":  (RGB - 127) / 128 (TensorFlow's EfficientNet-Lite, whose Lite0 we convert).
 _IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 _IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 _NORMALIZATIONS = {
@@ -27,6 +28,7 @@ _NORMALIZATIONS = {
         tuple(1 / (255.0 * s) for s in _IMAGENET_STD_RGB),
         tuple(-m / s for m, s in zip(_IMAGENET_MEAN_RGB, _IMAGENET_STD_RGB, strict=True)),
     ),
+    "lite": ((1 / 128,) * 3, (-127 / 128,) * 3),
 }
 
 
@@ -35,7 +37,8 @@ class ImageNormalization(keras.layers.Layer):
     """Maps RGB images in [0, 255] to a backbone's ImageNet input convention.
 
     Args:
-        mode: `"caffe"`, `"tf"` or `"torch"`, as `keras.applications`' `preprocess_input`.
+        mode: `"caffe"`, `"tf"` or `"torch"`, as `keras.applications`' `preprocess_input`,
+            or `"lite"`, TensorFlow's EfficientNet-Lite convention.
 
     Call arguments:
         inputs: float [B, H, W, 3], RGB in [0, 255].
@@ -116,13 +119,14 @@ class ResizeToMatch(keras.layers.Layer):
 BN_MOMENTUM = 0.9
 
 
-def batch_norm(name, synchronized=False):
-    """BatchNormalization with PyTorch's defaults (eps 1e-5, momentum BN_MOMENTUM).
+def batch_norm(name, synchronized=False, epsilon=1e-5):
+    """BatchNormalization with momentum BN_MOMENTUM and PyTorch's default epsilon 1e-5.
 
-    Used by WRN38 (whose converted ImageNet statistics were estimated with these settings) and
-    by the DeepLabV3+ head. `synchronized=True` averages batch statistics over the replicas of
-    a `tf.distribute` strategy (sync BN, as in the paper).
+    Used by WRN38 (whose converted ImageNet statistics were estimated with these settings), by
+    EfficientNet-Lite0 (`epsilon=1e-3`, its ImageNet training's) and by the DeepLabV3+ head.
+    `synchronized=True` averages batch statistics over the replicas of a `tf.distribute`
+    strategy (sync BN, as in the paper).
     """
     return keras.layers.BatchNormalization(
-        epsilon=1e-5, momentum=BN_MOMENTUM, synchronized=synchronized, name=name
+        epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=synchronized, name=name
     )

@@ -9,7 +9,7 @@ Two kinds, told apart by the file name:
   files (legacy Keras HDF5, one group per layer name), loaded into the backbone by layer name;
   the head stays randomly initialised. keras.applications' own `*_notop.h5` files for ResNet50,
   ResNet101 and MobileNetV2 are of this kind, and so is the output of
-  `scripts/convert_wrn38_weights.py`.
+  `tools/convert_wrn38_weights.py`.
 """
 
 import os

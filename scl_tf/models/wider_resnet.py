@@ -19,7 +19,7 @@ activated input when the stride or width changes. mod6 and mod7 have channel (sp
 `bn_out` and classifier are not part of the backbone: mod7's output goes to the ASPP as is.
 
 Layer names are the PyTorch module paths with "." replaced by "_" (`mod2.block1.convs.conv1`
--> `mod2_block1_convs_conv1`), which is what `scripts/convert_wrn38_weights.py` relies on.
+-> `mod2_block1_convs_conv1`), which is what `tools/convert_wrn38_weights.py` relies on.
 
 Strided layers use Keras' "same" padding: identical to PyTorch's symmetric padding for odd
 input sizes, one pixel later (bottom/right only) for even ones.
