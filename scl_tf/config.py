@@ -82,7 +82,8 @@ flags.DEFINE_string("weights", None,
                     "imagenet: the backbone's ImageNet weights (efficientnet_lite0 from an "
                     "installed package; mobilenetv2, resnet50, resnet101 through Keras' cache); "
                     "or a file: a full model (.weights.h5, or .keras such as a run's "
-                    "model.keras, to warm-start), or ImageNet backbone weights (.h5).")
+                    "model.keras, to warm-start), or ImageNet backbone weights (.h5). Empty "
+                    "(--weights=) clears a flag file's weights: random initialisation.")
 flags.DEFINE_bool("sync_batchnorm", True, "Synchronized BatchNormalization across replicas.")
 flags.DEFINE_integer("decoder_convs", 2,
                      "Convolutions after the decoder's concatenation (DeepLabV3+ and the paper: "
@@ -478,7 +479,7 @@ def model_from_flags(values=flags.FLAGS) -> ModelConfig:
     """ModelConfig from parsed flags."""
     return ModelConfig(backbone=values.backbone, output_stride=values.output_stride,
                        low_level_stride=values.low_level_stride or None,
-                       weights=values.weights, sync_batchnorm=values.sync_batchnorm,
+                       weights=values.weights or None, sync_batchnorm=values.sync_batchnorm,
                        decoder_convs=values.decoder_convs,
                        decoder_kernel_size=values.decoder_kernel_size)
 

@@ -1,9 +1,10 @@
 """Shared test set-up: quiet TensorFlow, a private user cache, paths to the bundled sample,
-scripts as modules."""
+command-line scripts as modules."""
 
 import importlib.util
 import os
 import pathlib
+import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,12 +26,13 @@ def camvid_mini_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def import_script():
-    """import_script(name, folder="scripts") loads `folder`/`name`.py as a module (scripts/ and
-    export/ are not packages)."""
+    """import_script(name, folder) loads `folder`/`name`.py as a module (the command-line
+    folders export/, tools/, benchmarks/ and research/ are not packages)."""
 
-    def load(name: str, folder: str = "scripts"):
+    def load(name: str, folder: str):
         spec = importlib.util.spec_from_file_location(name, REPO_ROOT / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
 

@@ -1,4 +1,4 @@
-"""scripts/run_camvid_study.py: arm bookkeeping, the results table, and a real (tiny) study run
+"""research/camvid/run_study.py: arm bookkeeping, the results table, and a real (tiny) study run
 on data/camvid_mini that is resumed without redoing finished work."""
 
 import argparse
@@ -11,12 +11,18 @@ import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO, "scripts", "run_camvid_study.py")
+SCRIPT = os.path.join(REPO, "research", "camvid", "run_study.py")
 
 
 @pytest.fixture(scope="module")
-def study(import_script):
-    return import_script("run_camvid_study")
+def runner(import_script):
+    return import_script("run_study", folder="research/camvid")
+
+
+@pytest.fixture(scope="module")
+def study(runner):
+    """The random-weights study (issue 8), whose arms the bookkeeping tests use."""
+    return runner.STUDIES["random"]
 
 
 def fake_run(ema, student, steps=10):
@@ -25,28 +31,69 @@ def fake_run(ema, student, steps=10):
         "loss_x": curve, "loss_c": curve, "loss_sc": curve, "val/miou": [(steps, ema)]}}
 
 
-def test_run_names_parse_and_bad_ones_are_named(study):
-    assert study.parse_run("scl_exact_s1") == ("scl_exact", 1)
-    assert study.parse_run("teacher_student_s0") == ("teacher_student", 0)
+def test_run_names_parse_and_bad_ones_are_named(runner, study):
+    assert runner.parse_run(study, "scl_exact_s1") == ("scl_exact", 1)
+    assert runner.parse_run(study, "teacher_student_s0") == ("teacher_student", 0)
     for name in ("scl_exact", "magic_s0", "supervised_sX"):
         with pytest.raises(SystemExit, match=name):
-            study.parse_run(name)
-    assert all(study.parse_run(name) for name in study.RUNS)
+            runner.parse_run(study, name)
+    for each in runner.STUDIES.values():
+        assert all(runner.parse_run(each, name) for name in each.runs)
 
 
-def test_results_gather_every_finished_run_whatever_was_trained(study, tmp_path):
+def test_results_gather_every_finished_run_whatever_was_trained(runner, study, tmp_path):
     for name, files in (("supervised_s0", ("ema", "student")), ("scl_exact_s0", ("ema",)),
                         ("scl_exact_light_s2", ("ema", "student")),
                         ("notes", ("ema", "student")), ("consistency_s0", ())):
         (tmp_path / name).mkdir()
         for weights in files:
             (tmp_path / name / f"eval_val_{weights}.json").write_text("{}")
-    assert study.finished_runs(str(tmp_path)) == ["supervised_s0", "scl_exact_light_s2"]
-    assert study.finished_runs(str(tmp_path / "missing")) == []
+    assert runner.finished_runs(study, str(tmp_path)) == ["supervised_s0", "scl_exact_light_s2"]
+    assert runner.finished_runs(study, str(tmp_path / "missing")) == []
 
 
-def test_arms_are_the_issues_ablation(study):
-    flags = {arm: flags for arm, (_, flags) in study.ARMS.items()}
+def seeds_per_arm(runner, study):
+    seeds = {}
+    for name in study.runs:
+        arm, seed = runner.parse_run(study, name)
+        seeds.setdefault(arm, set()).add(seed)
+    return seeds
+
+
+def test_imagenet_arms_are_the_papers_ablation_with_its_weights(runner):
+    study = runner.STUDIES["imagenet"]
+    flags = {arm: flags for arm, (_, flags) in study.arms.items()}
+    assert flags["supervised"] == ["--lambda_c=0", "--lambda_sc=0"]
+    assert flags["consistency"] == ["--lambda_sc=0"]
+    assert flags["scl_exact"] == []  # the flag file is the paper's full method
+    assert flags["scl_pairs"] == ["--scl_mode=pairs", "--num_pairs=9000"]
+    assert flags["teacher_student"] == ["--teacher=student"]
+    assert flags["ema_0999"] == ["--ema_decay=0.999"]
+    assert flags["supervised_random"][-1] == "--weights="
+    seeds = seeds_per_arm(runner, study)
+    assert seeds["supervised"] == seeds["scl_exact"] == {0, 1, 2}
+    for arm in ("consistency", "scl_pairs", "teacher_student"):
+        assert seeds[arm] == {0, 1}
+    # Table 2's two ends with three seeds come first.
+    assert set(study.runs[:7]) == {f"{arm}_s{seed}" for arm in ("supervised", "scl_exact")
+                                   for seed in range(3)} | {"consistency_s0"}
+
+
+def test_imagenet_flag_file_is_the_papers_method_and_scales_the_ema_decay():
+    path = os.path.join(REPO, "configs", "camvid_semi_1-8_imagenet.flags")
+    values = dict(line.strip().lstrip("-").split("=", 1) for line in open(path)
+                  if line.startswith("--"))
+    assert values["backbone"] == "efficientnet_lite0" and values["weights"] == "imagenet"
+    assert values["lambda_c"] == "20" and values["lambda_sc"] == "3"
+    assert values["scl_mode"] == "exact" and "rampup_steps" not in values
+    # The paper's EMA horizon, 1 / (1 - 0.999) = 1000 steps of its 65,078 (175 epochs of 2,975
+    # frames at batch 8), as the same share of this run's steps.
+    horizon = 1000 / 65_078 * int(values["steps"])
+    assert float(values["ema_decay"]) == pytest.approx(1 - 1 / horizon, abs=5e-4)
+
+
+def test_random_arms_are_the_issues_ablation(runner, study):
+    flags = {arm: flags for arm, (_, flags) in study.arms.items()}
     assert flags["supervised"] == ["--lambda_c=0", "--lambda_sc=0"]
     assert flags["consistency"] == ["--lambda_sc=0"]
     assert "--num_pairs=9000" in flags["scl_pairs"] and "--scl_mode=pairs" in flags["scl_pairs"]
@@ -57,61 +104,59 @@ def test_arms_are_the_issues_ablation(study):
     assert "--teacher=student" in flags["teacher_student_consistency"]
     # The ablations of the full method vary its light setting, the one that trains.
     for arm in ("scl_pairs", "teacher_student", "ema_fast"):
-        assert set(study.LIGHT_WEIGHTS) <= set(flags[arm])
-    seeds = {}
-    for name in study.RUNS:
-        arm, seed = study.parse_run(name)
-        seeds.setdefault(arm, set()).add(seed)
+        assert set(runner.LIGHT_WEIGHTS) <= set(flags[arm])
+    seeds = seeds_per_arm(runner, study)
     assert seeds["supervised"] == seeds["scl_exact_light"] == seeds["teacher_student"] == {0, 1, 2}
-    assert set(seeds) == set(study.ARMS)
+    assert set(seeds) == set(study.arms)
     # The warm-started arms run after the run they start from.
-    order = list(study.RUNS)
-    for arm, source in study.WARM_START.items():
+    order = list(study.runs)
+    for arm, source in study.warm_start.items():
         assert order.index(f"{source}_s0") < order.index(f"{arm}_s0")
 
 
-def test_warm_started_runs_load_their_sources_model_and_wait_for_it(study, tmp_path):
-    assert study.warm_start_flags(str(tmp_path), "scl_exact_s0") == []
+def test_warm_started_runs_load_their_sources_model_and_wait_for_it(runner, study, tmp_path):
+    assert runner.warm_start_flags(study, str(tmp_path), "scl_exact_s0") == []
     with pytest.raises(SystemExit, match="run supervised_s1 first"):
-        study.warm_start_flags(str(tmp_path), "finetune_scl_s1")
+        runner.warm_start_flags(study, str(tmp_path), "finetune_scl_s1")
     (tmp_path / "supervised_s1").mkdir()
     (tmp_path / "supervised_s1" / "model.keras").write_text("")
     expected = f"--weights={tmp_path / 'supervised_s1' / 'model.keras'}"
-    assert study.warm_start_flags(str(tmp_path), "finetune_scl_s1") == [expected]
+    assert runner.warm_start_flags(study, str(tmp_path), "finetune_scl_s1") == [expected]
     args = argparse.Namespace(config="study.flags", data_dir="camvid", runs_dir=str(tmp_path))
-    command = study.train_command(args, "finetune_supervised_s1", ["--steps=3"])
+    command = runner.train_command(study, args, "finetune_supervised_s1", ["--steps=3"])
     assert command[-2:] == [expected, "--steps=3"]  # flags given to the study come last
     assert "--lambda_c=0" in command and "--steps=500" in command
 
 
-def test_arm_summary_and_table(study):
+def test_arm_summary_and_table(runner, study):
     runs = {"supervised_s0": fake_run(0.30, 0.28), "supervised_s1": fake_run(0.34, 0.30),
             "scl_exact_s0": fake_run(0.40, 0.37)}
-    arms = study.summarize_arms(runs)
+    arms = runner.summarize_arms(study, runs)
     assert list(arms) == ["supervised", "scl_exact"]  # ARMS order, not run order
     assert arms["supervised"]["seeds"] == [0, 1]
     assert arms["supervised"]["ema_mean"] == pytest.approx(0.32)
     assert arms["supervised"]["ema_std"] == pytest.approx(np.std([0.30, 0.34], ddof=1))
     assert arms["scl_exact"]["student_std"] is None
-    table = study.markdown_table(arms)
+    table = runner.markdown_table(arms)
     assert "| Supervised only | 0,1 | 32.00 +- 2.83 (30.00) (34.00) | 29.00 +- 1.41" in table
     assert "| + consistency + SCL exact (full method) | 0 | 40.00 | 37.00 |" in table
 
 
-def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(study, tmp_path):
-    np.testing.assert_allclose(study.moving_average(np.array([1.0, 2.0, 3.0, 5.0]), 2),
+def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(runner, study, tmp_path):
+    np.testing.assert_allclose(runner.moving_average(np.array([1.0, 2.0, 3.0, 5.0]), 2),
                                [1.5, 2.5, 4.0])
-    first, second = study.run_style("supervised_s0"), study.run_style("supervised_s1")
+    first = runner.run_style(study, "supervised_s0")
+    second = runner.run_style(study, "supervised_s1")
     assert first["color"] == second["color"] and first["linestyle"] != second["linestyle"]
-    assert study.run_style("teacher_student_s0")["color"] != first["color"]
+    assert runner.run_style(study, "teacher_student_s0")["color"] != first["color"]
     runs = {"supervised_s0": fake_run(0.30, 0.28), "supervised_s1": fake_run(0.34, 0.30),
             "scl_exact_s0": fake_run(0.40, 0.37, steps=3)}  # too short to smooth: no loss line
     path = tmp_path / "study.png"
-    study.plot(runs, study.summarize_arms(runs), str(path))
+    runner.plot(study, runs, runner.summarize_arms(study, runs), str(path))
     assert path.stat().st_size > 10_000
 
 
-def test_tiny_study_runs_resumes_and_writes_results(study, camvid_mini_dir, tmp_path):
+def test_tiny_study_runs_resumes_and_writes_results(camvid_mini_dir, tmp_path):
     labeled = tmp_path / "labeled.txt"
     labeled.write_text("train/0001TP_006690.png\ntrain/0001TP_007050.png\n")
     runs_dir, results = tmp_path / "runs", tmp_path / "results" / "study"

@@ -1,4 +1,4 @@
-"""scripts/cutmix_disagreement.py: the consistency loss that CutMix alone causes."""
+"""research/camvid/cutmix_disagreement.py: the consistency loss that CutMix alone causes."""
 
 import json
 import pathlib
@@ -10,12 +10,13 @@ import pytest
 import tensorflow as tf
 from train_helpers import tiny_segmenter
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "cutmix_disagreement.py"
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "research" / "camvid" / "cutmix_disagreement.py"
 
 
 @pytest.fixture(scope="module")
 def script(import_script):
-    return import_script("cutmix_disagreement")
+    return import_script("cutmix_disagreement", folder="research/camvid")
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,7 @@ def test_tiles_bound_the_network_input_and_the_memory():
     """At scale 2 of a 256x512 image with 64x64 tiles the network never sees more than a tile,
     and NumPy's peak memory is the input, the output and a fifth of the probability map that
     the scale would take whole. (TensorFlow's buffers, invisible to tracemalloc, are measured
-    with the real network by scripts/bench_inference.py --memory.)"""
+    with the real network by benchmarks/bench_inference.py --memory.)"""
     seen = []
 
     def recording(images):

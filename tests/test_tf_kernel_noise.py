@@ -1,4 +1,4 @@
-"""scripts/tf_kernel_noise.py: TensorFlow's oneDNN kernels against its plain ones."""
+"""benchmarks/tf_kernel_noise.py: TensorFlow's oneDNN kernels against its plain ones."""
 
 import json
 import pathlib
@@ -10,12 +10,12 @@ import pytest
 
 from scl_tf.export import parity
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "tf_kernel_noise.py"
+SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "tf_kernel_noise.py"
 
 
 @pytest.fixture(scope="module")
 def tf_kernel_noise(import_script):
-    return import_script("tf_kernel_noise")
+    return import_script("tf_kernel_noise", folder="benchmarks")
 
 
 def test_compare_gives_the_parity_figures_of_two_logit_sets(tf_kernel_noise):

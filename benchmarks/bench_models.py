@@ -1,6 +1,6 @@
 """Parameters, FLOPs and CPU latency of the segmentation models, beside keras-hub's DeepLabV3+.
 
-    python scripts/bench_models.py            # writes benchmarks/bench_models.json
+    python benchmarks/bench_models.py            # writes benchmarks/bench_models.json
 
 Per model: parameters; FLOPs of one forward pass at --flops-size (TensorFlow profiler on the
 traced inference graph, multiplies and adds counted separately; checked on a single
@@ -242,7 +242,7 @@ def main():
 
     check_flop_counter()
     results = {
-        "command": " ".join(["python scripts/bench_models.py", *sys.argv[1:]]),
+        "command": " ".join(["python benchmarks/bench_models.py", *sys.argv[1:]]),
         "settings": {
             **{k: v for k, v in vars(args).items() if k != "output"},
             "batch": 1,

@@ -1,7 +1,7 @@
 """What CutMix alone costs a trained network: its prediction on a mixed image against the mix
 of its predictions on the two images.
 
-    python scripts/cutmix_disagreement.py --model=runs/camvid_1-8/supervised_s0 \
+    python research/camvid/cutmix_disagreement.py --model=runs/camvid_1-8/supervised_s0 \
         --dataset=camvid --data_dir=PATH/TO/CamVid --crops=160x224,360x480 --boxes=32,8,1
 
 At the first step of a run whose student and teacher both start from this model, the paper's
@@ -126,7 +126,7 @@ def main():
     parser.add_argument("--boxes", default="32,8,1", help="Numbers of CutMix boxes N.")
     parser.add_argument("--area", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="results/cutmix_disagreement.json")
+    parser.add_argument("--output", default="research/camvid/results/cutmix_disagreement.json")
     args = parser.parse_args()
     if args.images < 2:
         raise SystemExit(f"--images: need at least 2 frames to pair, got {args.images}")

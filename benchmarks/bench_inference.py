@@ -1,7 +1,7 @@
 """Per-image time of the test-time inference protocols at 1024x2048, as ratios to single scale.
 
-    python scripts/bench_inference.py            # writes benchmarks/bench_inference.json
-    python scripts/bench_inference.py --backbones=resnet50 --rounds=1 --memory
+    python benchmarks/bench_inference.py            # writes benchmarks/bench_inference.json
+    python benchmarks/bench_inference.py --backbones=resnet50 --rounds=1 --memory
 
 Protocols (scl_tf.eval.inference): single scale; + horizontal flip; scales 0.5/1.0/2.0 + flip on
 whole images; single scale in 1024x1024 tiles (stride 683, 1/3 overlap); and the paper's
@@ -197,7 +197,7 @@ def main():
 
 def write_record(args, results: dict, load_start) -> None:
     """Writes (or, for other models at the same settings, extends) the JSON record."""
-    command = "python scripts/bench_inference.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
     record = {
         "commands": [command],
         "settings": {"size": list(args.size), "num_classes": NUM_CLASSES,

@@ -1,6 +1,6 @@
 """Input pipeline throughput at Cityscapes size: full semi-supervised stream vs bare PNG decode.
 
-    python scripts/bench_pipeline.py [--frames 24] [--rounds 3] [--crop 896]
+    python benchmarks/bench_pipeline.py [--frames 24] [--rounds 3] [--crop 896]
 
 Makes 2048x1024 PNGs by upscaling bundled CamVid frames (bicubic images, nearest labels) into a
 temporary CamVid-layout folder, then measures, alternating in one run:

@@ -1,40 +1,39 @@
 """The paper's ablation (Tables 2 and 3) at small scale: CamVid with 1/8 of the labels.
 
-    python scripts/run_camvid_study.py --data_dir=PATH/TO/CamVid
+    python research/camvid/run_study.py --data_dir=PATH/TO/CamVid [--study=imagenet|random]
 
-Trains and evaluates each run of the study in turn, one subprocess of `scl_tf.train` and of
-`scl_tf.evaluate` each, from configs/camvid_semi_1-8.flags:
+Trains and evaluates each run of a study in turn, one subprocess of `scl_tf.train` and of
+`scl_tf.evaluate` each, from the study's flag file. Two studies (STUDIES):
 
+imagenet (configs/camvid_semi_1-8_imagenet.flags: EfficientNet-Lite0 from ImageNet, the paper's
+unlabeled weights lambda_c 20 and lambda_sc 3 constant, EMA decay scaled to the run's length):
   supervised        labeled cross entropy only (lambda_c = lambda_sc = 0)
   consistency       + lambda_c * L_c
   scl_exact         + lambda_c * L_c + lambda_sc * L_sc, every pair (the full method)
   scl_pairs         the same with the paper's sampler, Drop(., Npair = 9000)
-  teacher_student   the full method with the student as its own teacher (no EMA teacher)
-  teacher_student_consistency
-                    teacher_student without the structured term (lambda_sc = 0)
-  scl_exact_rampup  diagnostic: the full method with its unlabeled weights ramped up over the
-                    first 300 steps (--rampup_steps; the paper uses constant weights)
-  scl_exact_light   diagnostic: as scl_exact_rampup with the paper's lambdas divided by 10
-  ema_fast          diagnostic: scl_exact_light with EMA decay 0.9 instead of 0.99
-  ema_fast_consistency
-                    ema_fast without the structured term (lambda_sc = 0)
-  finetune_supervised, finetune_scl
-                    diagnostic: 500 more steps from the supervised run of the same seed
-                    (its model.keras: student and teacher start right), without and with the
-                    unlabeled terms at the paper's weights
+  teacher_student   the full method with the student as its own teacher (no EMA teacher);
+                    with scl_exact scored with EMA and student weights: Table 3's four cells
+  ema_0999          the full method with the paper's literal EMA decay 0.999
+  supervised_random supervised from random weights (what ImageNet weights are worth)
+  scl_exact_rampup, scl_exact_light
+                    diagnostics, queued only if the full method falls below supervised: its
+                    unlabeled weights ramped up over the first 30% of the steps, and the
+                    same with the weights / 10
 
-each with seed 0; supervised, scl_exact_light and teacher_student again with seeds 1 and 2,
-scl_exact, ema_fast and teacher_student_consistency with seed 1 (RUNS). Every run is resumable: an
-interrupted study started again continues each run from its last checkpoint and skips what is
-done. Each run is scored on the val split with the EMA weights and with the student's. Writes
---results.json (everything), --results.md (the table) and --results.png (val mIoU per arm and
-the training curves) from every finished run under --runs_dir; `--runs` picks which to train,
-extra `scl_tf.train` flags follow `--`.
+random (configs/camvid_semi_1-8.flags: MobileNetV2 from random weights; issue 8, finished and
+kept to reproduce RESULTS.md's second part): its arms are RANDOM_ARMS, its order RANDOM_RUNS.
+
+Every run is resumable: an interrupted study started again continues each run from its last
+checkpoint and skips what is done. Each run is scored on the val split with the EMA weights and
+with the student's. Writes --results.json (everything), --results.md (the table) and
+--results.png (val mIoU per arm and the training curves) from every finished run under
+--runs_dir; `--runs` picks which to train, extra `scl_tf.train` flags follow `--`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -42,13 +41,53 @@ import sys
 
 import numpy as np
 
-# The paper's unlabeled weights (20, 3) divided by 10 and ramped up over 300 steps: the only
-# setting of the full method that does not fall below the baseline at this scale (RESULTS.md).
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A study: its flag file, arms {name: (label, flags)}, run order and where it writes.
+
+    `warm_start` maps an arm to the arm whose finished run (same seed) it starts from.
+    """
+
+    config: str
+    arms: dict[str, tuple[str, list[str]]]
+    runs: tuple[str, ...]
+    runs_dir: str
+    results: str
+    warm_start: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+SUPERVISED = ["--lambda_c=0", "--lambda_sc=0"]
+# The ImageNet study's unlabeled-weight diagnostics (after the paper's arms, and only if those
+# hurt): the Mean Teacher ramp-up over 30% of the 750 steps, and that with the weights / 10.
+RAMPUP = ["--rampup_steps=225"]
+IMAGENET_ARMS = {
+    "supervised": ("Supervised only", SUPERVISED),
+    "consistency": ("+ consistency (lambda_c 20)", ["--lambda_sc=0"]),
+    "scl_exact": ("+ consistency + SCL exact (full method: lambda_c 20, lambda_sc 3)", []),
+    "scl_pairs": ("full method, SCL pairs (Npair 9000) instead of exact",
+                  ["--scl_mode=pairs", "--num_pairs=9000"]),
+    "teacher_student": ("full method, teacher = student (no EMA teacher)", ["--teacher=student"]),
+    "ema_0999": ("full method, the paper's literal EMA decay 0.999", ["--ema_decay=0.999"]),
+    "supervised_random": ("Supervised only, from random weights", [*SUPERVISED, "--weights="]),
+    "scl_exact_rampup": ("full method, unlabeled weights ramped up over 225 steps", RAMPUP),
+    "scl_exact_light": ("full method, lambda_c 2 / lambda_sc 0.3, ramped up over 225 steps",
+                        [*RAMPUP, "--lambda_c=2", "--lambda_sc=0.3"]),
+}
+# Table 2 with three seeds of its two ends first, then Table 3 and the other ablations.
+IMAGENET_RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "supervised_s1",
+                 "scl_exact_s1", "supervised_s2", "scl_exact_s2", "teacher_student_s0",
+                 "scl_pairs_s0", "ema_0999_s0", "consistency_s1", "teacher_student_s1",
+                 "scl_pairs_s1", "supervised_random_s0")
+
+# The random-weights study (issue 8): the paper's unlabeled weights (20, 3) divided by 10 and
+# ramped up over 300 steps: the only setting of the full method that does not fall below the
+# baseline at that scale (RESULTS.md).
 LIGHT_WEIGHTS = ["--rampup_steps=300", "--lambda_c=2", "--lambda_sc=0.3"]
 # A second, shorter schedule at half the learning rate for runs that start from a trained model.
 FINETUNE = ["--steps=500", "--learning_rate=0.005"]
-ARMS = {
-    "supervised": ("Supervised only", ["--lambda_c=0", "--lambda_sc=0"]),
+RANDOM_ARMS = {
+    "supervised": ("Supervised only", SUPERVISED),
     "consistency": ("+ consistency (lambda_c)", ["--lambda_sc=0"]),
     "scl_exact": ("+ consistency + SCL exact (full method)", ["--scl_mode=exact"]),
     # Diagnostic, not in the paper: from random weights the teacher's early targets are noise.
@@ -72,65 +111,71 @@ ARMS = {
     "ema_fast_consistency": ("light consistency alone (lambda_sc 0), EMA decay 0.9",
                              ["--ema_decay=0.9", *LIGHT_WEIGHTS, "--lambda_sc=0"]),
     # Diagnostic: the paper starts from a network whose predictions are already good; here the
-    # finished supervised run of the same seed plays that part (WARM_START).
+    # finished supervised run of the same seed plays that part (warm_start).
     "finetune_supervised": ("supervised, 500 more steps from the supervised run",
-                            ["--lambda_c=0", "--lambda_sc=0", *FINETUNE]),
+                            [*SUPERVISED, *FINETUNE]),
     "finetune_scl": ("full method (paper's lambdas), 500 steps from the supervised run",
                      ["--scl_mode=exact", *FINETUNE]),
 }
-# Arms that start from the model.keras of another arm's run with the same seed.
-WARM_START = {"finetune_supervised": "supervised", "finetune_scl": "supervised"}
-# Run order: one seed of every arm first, then further seeds of the baseline, the full method
-# and the variants ahead of the baseline (teacher = student and the 0.9 EMA teacher, RESULTS.md
-# findings 10 and 12).
-RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
-        "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1", "finetune_supervised_s0",
-        "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0", "teacher_student_s1",
-        "teacher_student_consistency_s0", "scl_exact_s1", "supervised_s2", "ema_fast_s0",
-        "ema_fast_s1", "ema_fast_consistency_s0", "teacher_student_s2",
-        "teacher_student_consistency_s1", "scl_exact_light_s2")
+# One seed of every arm first, then further seeds of the baseline, the full method and the
+# variants ahead of the baseline (RESULTS.md findings 10 and 12).
+RANDOM_RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
+               "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1",
+               "finetune_supervised_s0", "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0",
+               "teacher_student_s1", "teacher_student_consistency_s0", "scl_exact_s1",
+               "supervised_s2", "ema_fast_s0", "ema_fast_s1", "ema_fast_consistency_s0",
+               "teacher_student_s2", "teacher_student_consistency_s1", "scl_exact_light_s2")
+STUDIES = {
+    "imagenet": Study("configs/camvid_semi_1-8_imagenet.flags", IMAGENET_ARMS, IMAGENET_RUNS,
+                      "runs/camvid_1-8_imagenet", "research/camvid/results/camvid_1-8_imagenet"),
+    "random": Study("configs/camvid_semi_1-8.flags", RANDOM_ARMS, RANDOM_RUNS,
+                    "runs/camvid_1-8", "research/camvid/results/camvid_1-8",
+                    warm_start={"finetune_supervised": "supervised",
+                                "finetune_scl": "supervised"}),
+}
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
 LOSS_SMOOTHING = 5  # logged values (every --log_every steps) averaged in the plotted L_x
 SEED_LINE_STYLES = ("-", "--", ":")
 
 
-def is_run_name(name: str) -> bool:
-    """True for ARM_sSEED with ARM one of ARMS."""
+def is_run_name(study: Study, name: str) -> bool:
+    """True for ARM_sSEED with ARM one of the study's arms."""
     arm, _, seed = name.rpartition("_s")
-    return arm in ARMS and seed.isdigit()
+    return arm in study.arms and seed.isdigit()
 
 
-def parse_run(name: str) -> tuple[str, int]:
+def parse_run(study: Study, name: str) -> tuple[str, int]:
     """'scl_exact_s1' -> ('scl_exact', 1)."""
-    if not is_run_name(name):
-        raise SystemExit(f"--runs: {name!r} is not ARM_sSEED with ARM one of {sorted(ARMS)}")
+    if not is_run_name(study, name):
+        raise SystemExit(f"--runs: {name!r} is not ARM_sSEED with ARM one of "
+                         f"{sorted(study.arms)}")
     arm, _, seed = name.rpartition("_s")
     return arm, int(seed)
 
 
-def warm_start_flags(runs_dir: str, name: str) -> list[str]:
+def warm_start_flags(study: Study, runs_dir: str, name: str) -> list[str]:
     """`--weights=` the model.keras of the run this one starts from, if its arm warm-starts.
 
     Raises:
       SystemExit: that run has not finished training.
     """
-    arm, seed = parse_run(name)
-    if arm not in WARM_START:
+    arm, seed = parse_run(study, name)
+    if arm not in study.warm_start:
         return []
-    source = os.path.join(runs_dir, f"{WARM_START[arm]}_s{seed}")
+    source = os.path.join(runs_dir, f"{study.warm_start[arm]}_s{seed}")
     if not is_trained(source):
         raise SystemExit(f"--runs: {name} starts from {source}, which has not finished "
-                         f"training; run {WARM_START[arm]}_s{seed} first")
+                         f"training; run {study.warm_start[arm]}_s{seed} first")
     return [f"--weights={os.path.join(source, 'model.keras')}"]
 
 
-def train_command(args, name: str, extra: list[str]) -> list[str]:
-    arm, seed = parse_run(name)
+def train_command(study: Study, args, name: str, extra: list[str]) -> list[str]:
+    arm, seed = parse_run(study, name)
     return [sys.executable, "-m", "scl_tf.train", f"--flagfile={args.config}",
             f"--data_dir={args.data_dir}", f"--seed={seed}",
-            f"--model_dir={os.path.join(args.runs_dir, name)}", *ARMS[arm][1],
-            *warm_start_flags(args.runs_dir, name), *extra]
+            f"--model_dir={os.path.join(args.runs_dir, name)}", *study.arms[arm][1],
+            *warm_start_flags(study, args.runs_dir, name), *extra]
 
 
 def eval_path(run_dir: str, weights: str) -> str:
@@ -156,13 +201,13 @@ def execute(command: list[str], log_path: str) -> None:
         raise SystemExit(f"failed with exit code {code}; see {log_path}")
 
 
-def run_one(args, name: str, extra: list[str]) -> None:
+def run_one(study: Study, args, name: str, extra: list[str]) -> None:
     """Trains (or resumes) one run and evaluates it with both weights, skipping what is done."""
     run_dir = os.path.join(args.runs_dir, name)
     os.makedirs(run_dir, exist_ok=True)
     log_path = os.path.join(run_dir, "study.log")
     if not is_trained(run_dir):
-        execute(train_command(args, name, extra), log_path)
+        execute(train_command(study, args, name, extra), log_path)
     for weights in EVAL_WEIGHTS:
         if not os.path.isfile(eval_path(run_dir, weights)):
             execute(eval_command(run_dir, weights), log_path)
@@ -185,12 +230,12 @@ def collect_run(run_dir: str) -> dict:
             "curves": {tag: curves.get(tag, []) for tag in CURVE_TAGS}}
 
 
-def summarize_arms(runs: dict[str, dict]) -> dict[str, dict]:
+def summarize_arms(study: Study, runs: dict[str, dict]) -> dict[str, dict]:
     """Per arm: seeds, mIoU (EMA and student weights) per seed, their mean and spread."""
     arms: dict[str, dict] = {}
     for name, run in runs.items():
-        arm, seed = parse_run(name)
-        entry = arms.setdefault(arm, {"label": ARMS[arm][0], "seeds": [],
+        arm, seed = parse_run(study, name)
+        entry = arms.setdefault(arm, {"label": study.arms[arm][0], "seeds": [],
                                       **{weights: [] for weights in EVAL_WEIGHTS}})
         entry["seeds"].append(seed)
         for weights in EVAL_WEIGHTS:
@@ -200,7 +245,7 @@ def summarize_arms(runs: dict[str, dict]) -> dict[str, dict]:
             values = np.asarray(entry[weights])
             entry[f"{weights}_mean"] = float(values.mean())
             entry[f"{weights}_std"] = float(values.std(ddof=1)) if values.size > 1 else None
-    return {arm: arms[arm] for arm in ARMS if arm in arms}
+    return {arm: arms[arm] for arm in study.arms if arm in arms}
 
 
 def markdown_table(arms: dict[str, dict]) -> str:
@@ -226,17 +271,18 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, np.full(window, 1.0 / window), mode="valid")
 
 
-def run_style(name: str) -> dict:
-    """Matplotlib line style of a run: its arm's colour (tab20, ARMS order), its seed's dashes."""
+def run_style(study: Study, name: str) -> dict:
+    """Matplotlib line style of a run: its arm's colour (tab20, the study's arm order), its
+    seed's dashes."""
     import matplotlib
 
-    arm, seed = parse_run(name)
+    arm, seed = parse_run(study, name)
     colours = matplotlib.colormaps["tab20"].colors
-    return {"color": colours[list(ARMS).index(arm) % len(colours)],
+    return {"color": colours[list(study.arms).index(arm) % len(colours)],
             "linestyle": SEED_LINE_STYLES[seed % len(SEED_LINE_STYLES)], "label": name}
 
 
-def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
+def plot(study: Study, runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
     """val mIoU per arm (bars, seeds as dots) and the curves of loss_x (smoothed over
     LOSS_SMOOTHING logged values) and val mIoU per run: one colour per arm, one line style per
     seed."""
@@ -256,7 +302,7 @@ def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
     bars.set_ylabel("val mIoU % (EMA weights)")
     bars.set_title("CamVid 1/8: val mIoU per arm")
     for name, run in runs.items():
-        style = run_style(name)
+        style = run_style(study, name)
         loss = np.asarray(run["curves"]["loss_x"], dtype=float).reshape(-1, 2)
         if len(loss) >= LOSS_SMOOTHING:
             loss_axes.plot(moving_average(loss[:, 0], LOSS_SMOOTHING),
@@ -274,28 +320,28 @@ def plot(runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
     plt.close(figure)
 
 
-def finished_runs(runs_dir: str) -> list[str]:
-    """The runs under `runs_dir` scored with every weight, in RUNS order, then by name."""
-    names = [name for name in sorted(os.listdir(runs_dir)) if name not in RUNS
-             and is_run_name(name)] if os.path.isdir(runs_dir) else []
-    return [name for name in (*RUNS, *names)
+def finished_runs(study: Study, runs_dir: str) -> list[str]:
+    """The runs under `runs_dir` scored with every weight, in the study's order, then by name."""
+    names = [name for name in sorted(os.listdir(runs_dir)) if name not in study.runs
+             and is_run_name(study, name)] if os.path.isdir(runs_dir) else []
+    return [name for name in (*study.runs, *names)
             if all(os.path.isfile(eval_path(os.path.join(runs_dir, name), weights))
                    for weights in EVAL_WEIGHTS)]
 
 
-def write_results(args) -> None:
+def write_results(study: Study, args) -> None:
     """Collects every finished run under --runs_dir into --results.{json,md,png}."""
     runs = {name: collect_run(os.path.join(args.runs_dir, name))
-            for name in finished_runs(args.runs_dir)}
+            for name in finished_runs(study, args.runs_dir)}
     if not runs:
         return
-    arms = summarize_arms(runs)
+    arms = summarize_arms(study, runs)
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results + ".json", "w") as out:
         json.dump({"command": " ".join(sys.argv), "arms": arms, "runs": runs}, out, indent=1)
     with open(args.results + ".md", "w") as out:
         out.write(markdown_table(arms))
-    plot(runs, arms, args.results + ".png")
+    plot(study, runs, arms, args.results + ".png")
     print(markdown_table(arms))
     print(f"Wrote {args.results}.json, .md and .png")
 
@@ -303,27 +349,33 @@ def write_results(args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", required=True, help="CamVid in the SegNet layout.")
-    parser.add_argument("--config", default="configs/camvid_semi_1-8.flags")
-    parser.add_argument("--runs_dir", default="runs/camvid_1-8",
-                        help="One model dir per run, named ARM_sSEED.")
-    parser.add_argument("--results", default="results/camvid_1-8",
-                        help="Output path without extension (.json, .md, .png).")
-    parser.add_argument("--runs", default=",".join(RUNS),
-                        help="Comma-separated runs ARM_sSEED, trained in this order.")
+    parser.add_argument("--study", default="imagenet", choices=sorted(STUDIES))
+    parser.add_argument("--config", help="Flag file; default: the study's.")
+    parser.add_argument("--runs_dir", help="One model dir per run, named ARM_sSEED; default: "
+                        "the study's.")
+    parser.add_argument("--results", help="Output path without extension (.json, .md, .png); "
+                        "default: the study's.")
+    parser.add_argument("--runs", help="Comma-separated runs ARM_sSEED, trained in this order; "
+                        "default: the study's.")
     parser.add_argument("--collect_only", action="store_true",
                         help="Only gather the finished runs under --runs_dir into the results.")
     args, extra = parser.parse_known_args()
     extra = [flag for flag in extra if flag != "--"]
+    study = STUDIES[args.study]
+    args.config = args.config or study.config
+    args.runs_dir = args.runs_dir or study.runs_dir
+    args.results = args.results or study.results
     if not os.path.isfile(args.config):
         raise SystemExit(f"--config: no such file: {args.config}")
-    names = [name.strip() for name in args.runs.split(",") if name.strip()]
+    names = [name.strip() for name in (args.runs or ",".join(study.runs)).split(",")
+             if name.strip()]
     for name in names:
-        parse_run(name)
+        parse_run(study, name)
     for name in [] if args.collect_only else names:
-        run_one(args, name, extra)
-        write_results(args)
+        run_one(study, args, name, extra)
+        write_results(study, args)
     if args.collect_only:
-        write_results(args)
+        write_results(study, args)
 
 
 if __name__ == "__main__":

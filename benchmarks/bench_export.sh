@@ -4,7 +4,7 @@
 # 512x1024 and 1024x2048, ONNX exported at dynamic size and at the benchmarked static size.
 # Every line of export/benchmark.py times both runtimes alternately, call by call, in one process
 # and adds a record to benchmarks/bench_export.json.
-#   bash scripts/bench_export.sh [WORK_DIR]      (about 20 min on 2 free cores; converting ResNet-50 takes ~4.3 GB)
+#   bash benchmarks/bench_export.sh [WORK_DIR]      (about 20 min on 2 free cores; converting ResNet-50 takes ~4.3 GB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

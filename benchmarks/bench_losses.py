@@ -1,6 +1,6 @@
 """Time and memory of the losses at Cityscapes resolution, and exact SCL against a dense one.
 
-    python scripts/bench_losses.py            # writes benchmarks/bench_losses.json
+    python benchmarks/bench_losses.py            # writes benchmarks/bench_losses.json
 
 Every loss is measured forward + backward, compiled with XLA (`tf.function(jit_compile=True)`),
 on batch 1 at --size (1024 x 2048), C = 19: the structured consistency loss in its three modes
@@ -442,7 +442,7 @@ def main():
 
     argv = sys.argv[1:]
     results = {
-        "command": " ".join(["python scripts/bench_losses.py", *argv]),
+        "command": " ".join(["python benchmarks/bench_losses.py", *argv]),
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "case")},
         "machine": {
             "cpu_count": os.cpu_count(),

@@ -1,6 +1,6 @@
 """Train-step time: supervised, semi-supervised, and the semi-supervised step's ideal.
 
-    python scripts/bench_train_step.py       # writes benchmarks/bench_train_step.json
+    python benchmarks/bench_train_step.py       # writes benchmarks/bench_train_step.json
 
 For each backbone (DeepLabV3+, output stride 8, C = 19, random init) on --crop x --crop crops
 with 1 labeled + 1 unlabeled image (the paper's per-GPU batch), measured in one process:
@@ -186,7 +186,7 @@ def main():
 
     batch = make_batch(args.crop)
     record = {
-        "command": "python scripts/bench_train_step.py",
+        "command": "python benchmarks/bench_train_step.py",
         "settings": {"crop": args.crop, "rounds": args.rounds, "output_stride": 8,
                      "whole_step_xla": not args.no_jit, "labeled_per_step": 1,
                      "unlabeled_per_step": 1, "num_boxes": NUM_BOXES, "scl_boxes": SCL_BOXES,

@@ -1,6 +1,6 @@
 """TensorFlow against itself: the float32 floor under the parity check of export/to_onnx.py.
 
-    python scripts/tf_kernel_noise.py --source=runs/parity/wrn38 \
+    python benchmarks/tf_kernel_noise.py --source=runs/parity/wrn38 \
         --output=benchmarks/tf_kernel_noise_wrn38.json
 
 The parity check compares ONNX Runtime's probabilities with TensorFlow's and asks for at most
@@ -100,7 +100,7 @@ def main() -> None:
               f"max |logit| {record['max_abs_logit']:.3g}")
     if args.output:
         with open(args.output, "w") as out:
-            json.dump({"command": " ".join(["python scripts/tf_kernel_noise.py", *sys.argv[1:]]),
+            json.dump({"command": " ".join(["python benchmarks/tf_kernel_noise.py", *sys.argv[1:]]),
                        "source": args.source, "checkpoint": args.checkpoint,
                        "max_probability_delta": max(r["max_probability_delta"] for r in records),
                        "cases": records}, out, indent=2)
