@@ -111,15 +111,20 @@ def time_protocols(backbone: str, args) -> dict:
             start = time.perf_counter()
             inference.predict_probabilities(predictor, frame, PROTOCOLS[name])
             times[name].append(time.perf_counter() - start)
-            print(f"  {backbone} round {round_index + 1}: {name:<20} {times[name][-1]:8.2f} s",
-                  flush=True)
+            print(
+                f"  {backbone} round {round_index + 1}: {name:<20} {times[name][-1]:8.2f} s",
+                flush=True,
+            )
     results = {}
     for name in names:
         start = time.perf_counter()
         inference.predict_probabilities(stand_in, frame, PROTOCOLS[name])
         overhead = time.perf_counter() - start
-        ratios = [t / s for t, s in zip(times[name], times["single"])] \
-            if "single" in times else [float("nan")]
+        ratios = (
+            [t / s for t, s in zip(times[name], times["single"])]
+            if "single" in times
+            else [float("nan")]
+        )
         results[name] = {
             "seconds": round(statistics.median(times[name]), 3),
             "seconds_all": [round(t, 3) for t in times[name]],
@@ -135,8 +140,16 @@ def time_protocols(backbone: str, args) -> dict:
 
 def measure_memory(backbone: str, protocol: str, args) -> float:
     """Peak RSS (MB) of one run of `protocol` in a fresh process, above the built model."""
-    command = [sys.executable, __file__, "--child", protocol, f"--backbones={backbone}",
-               f"--output_stride={args.output_stride}", "--size", *map(str, args.size)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        protocol,
+        f"--backbones={backbone}",
+        f"--output_stride={args.output_stride}",
+        "--size",
+        *map(str, args.size),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     return float(result.stdout.strip().splitlines()[-1])
 
@@ -152,29 +165,33 @@ def child(args) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'model':<16} {'protocol':<20} {'s/image':>8} {'x single':>9} {'calls':>6} "
-          f"{'Mpx':>6} {'overhead s':>10} {'peak MB':>8}")
+    print(
+        f"\n{'model':<16} {'protocol':<20} {'s/image':>8} {'x single':>9} {'calls':>6} "
+        f"{'Mpx':>6} {'overhead s':>10} {'peak MB':>8}"
+    )
 
     def cell(row, key, width, digits):
         return f"{row[key]:{width}.{digits}f}" if key in row else " " * width
 
     for backbone, protocols in results.items():
         for name, row in protocols.items():
-            print(f"{backbone:<16} {name:<20} {cell(row, 'seconds', 8, 2)} "
-                  f"{cell(row, 'ratio_to_single', 9, 2)} {cell(row, 'network_calls', 6, 0)} "
-                  f"{cell(row, 'network_megapixels', 6, 2)} {cell(row, 'overhead_seconds', 10, 2)} "
-                  f"{cell(row, 'peak_rss_mb_above_model', 8, 0)}")
+            print(
+                f"{backbone:<16} {name:<20} {cell(row, 'seconds', 8, 2)} "
+                f"{cell(row, 'ratio_to_single', 9, 2)} {cell(row, 'network_calls', 6, 0)} "
+                f"{cell(row, 'network_megapixels', 6, 2)} {cell(row, 'overhead_seconds', 10, 2)} "
+                f"{cell(row, 'peak_rss_mb_above_model', 8, 0)}"
+            )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbones", type=lambda text: text.split(","),
-                        default=["mobilenetv2", "resnet50"])
+    parser.add_argument(
+        "--backbones", type=lambda text: text.split(","), default=["mobilenetv2", "resnet50"]
+    )
     parser.add_argument("--output_stride", type=int, default=8)
     parser.add_argument("--size", type=int, nargs=2, default=(1024, 2048), metavar=("H", "W"))
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--protocols", type=lambda text: text.split(","),
-                        default=list(PROTOCOLS))
+    parser.add_argument("--protocols", type=lambda text: text.split(","), default=list(PROTOCOLS))
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--child", choices=list(PROTOCOLS), help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(REPO_ROOT / "benchmarks" / "bench_inference.json"))
@@ -188,8 +205,9 @@ def main():
         protocols = time_protocols(backbone, args) if args.rounds > 0 else {}
         if args.memory:
             for name in args.protocols:
-                protocols.setdefault(name, {})["peak_rss_mb_above_model"] = \
-                    measure_memory(backbone, name, args)
+                protocols.setdefault(name, {})["peak_rss_mb_above_model"] = measure_memory(
+                    backbone, name, args
+                )
         results[f"{backbone} OS{args.output_stride}"] = protocols
     print_table(results)
     write_record(args, results, load_start)
@@ -200,13 +218,23 @@ def write_record(args, results: dict, load_start) -> None:
     command = "python benchmarks/bench_inference.py " + " ".join(sys.argv[1:])
     record = {
         "commands": [command],
-        "settings": {"size": list(args.size), "num_classes": NUM_CLASSES,
-                     "output_stride": args.output_stride,
-                     "tile": list(TILE), "tile_stride": list(PROTOCOLS["tiles"].stride),
-                     "scales": list(PAPER_SCALES), "batch": 1},
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
-                    "tensorflow": tf.__version__, "keras": keras.__version__,
-                    "load_average_start": load_start, "load_average_end": os.getloadavg()},
+        "settings": {
+            "size": list(args.size),
+            "num_classes": NUM_CLASSES,
+            "output_stride": args.output_stride,
+            "tile": list(TILE),
+            "tile_stride": list(PROTOCOLS["tiles"].stride),
+            "scales": list(PAPER_SCALES),
+            "batch": 1,
+        },
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+        },
         "results": results,
     }
     if os.path.isfile(args.output):

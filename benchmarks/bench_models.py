@@ -180,8 +180,7 @@ def per_round_ratios(ours, theirs):
     return {
         mode: round(
             statistics.median(
-                a / b
-                for a, b in zip(ours[f"{mode}_all_s"], theirs[f"{mode}_all_s"], strict=True)
+                a / b for a, b in zip(ours[f"{mode}_all_s"], theirs[f"{mode}_all_s"], strict=True)
             ),
             3,
         )

@@ -45,13 +45,16 @@ def make_frames(source: pathlib.Path, target: pathlib.Path, count: int) -> None:
         (target / split).mkdir(parents=True, exist_ok=True)
     for name in names:
         Image.open(source / "train" / name).resize(SIZE, Image.BICUBIC).save(
-            target / "train" / name)
+            target / "train" / name
+        )
         Image.open(source / "trainannot" / name).resize(SIZE, Image.NEAREST).save(
-            target / "trainannot" / name)
+            target / "trainannot" / name
+        )
 
 
-def images_per_second(dataset: tf.data.Dataset, elements: int, images_per_element: int,
-                      warmup: int) -> float:
+def images_per_second(
+    dataset: tf.data.Dataset, elements: int, images_per_element: int, warmup: int
+) -> float:
     iterator = iter(dataset)
     for _ in range(warmup):
         next(iterator)
@@ -62,10 +65,15 @@ def images_per_second(dataset: tf.data.Dataset, elements: int, images_per_elemen
 
 
 def bare_decode(paths: list[str]) -> tf.data.Dataset:
-    return (tf.data.Dataset.from_tensor_slices(paths).repeat()
-            .map(lambda path: tf.io.decode_png(tf.io.read_file(path), channels=3),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .repeat()
+        .map(
+            lambda path: tf.io.decode_png(tf.io.read_file(path), channels=3),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def photometric_ms_per_image(dataset: tf.data.Dataset, repeats: int) -> float:
@@ -105,14 +113,22 @@ def main() -> None:
     ratio = medians["full_pipeline"] / medians["bare_decode"]
     result = {
         "what": "images/s at 2048x1024, per decoded image; full = 3 decoded images/element; "
-                "colour jitter and blur run in the train step (timed apart)",
-        "crop": args.crop, "frames": args.frames, "rounds": rates, "median": medians,
-        "ratio_full_over_bare": ratio, "target_ratio": 0.8,
-        "photometric_in_step_ms_per_image": {"rounds": step_ms,
-                                             "median": statistics.median(step_ms)},
+        "colour jitter and blur run in the train step (timed apart)",
+        "crop": args.crop,
+        "frames": args.frames,
+        "rounds": rates,
+        "median": medians,
+        "ratio_full_over_bare": ratio,
+        "target_ratio": 0.8,
+        "photometric_in_step_ms_per_image": {
+            "rounds": step_ms,
+            "median": statistics.median(step_ms),
+        },
         "load_average": os.getloadavg(),
-        "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
-        "tensorflow": tf.__version__, "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "tensorflow": tf.__version__,
+        "numpy": np.__version__,
     }
     pathlib.Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
@@ -120,8 +136,10 @@ def main() -> None:
     for name, value in medians.items():
         print(f"{name:<16}{value:>20.2f}")
     print(f"full / bare = {ratio:.3f} (target >= 0.8)  -> {args.output}")
-    print(f"colour jitter + blur in the train step: {statistics.median(step_ms):.1f} ms per "
-          "image on this CPU")
+    print(
+        f"colour jitter + blur in the train step: {statistics.median(step_ms):.1f} ms per "
+        "image on this CPU"
+    )
 
 
 if __name__ == "__main__":

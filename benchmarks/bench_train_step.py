@@ -55,13 +55,14 @@ def make_batch(crop: int, seed: int = 0) -> dict:
 
     label = tf.constant(rng.integers(0, NUM_CLASSES, (1, crop, crop)), tf.int32)
     boxes = sample_boxes(tf.constant([seed, 1]), crop, crop, NUM_BOXES)[None]
-    return {"labeled": {"image": image(), "label": label},
-            "unlabeled": {"u_a": image(), "u_b": image(), "boxes": boxes}}
+    return {
+        "labeled": {"image": image(), "label": label},
+        "unlabeled": {"u_a": image(), "u_b": image(), "boxes": boxes},
+    }
 
 
 def scl_model(student, teacher, **step) -> SCLModel:
-    model = SCLModel(student, teacher, StepConfig(num_pairs=NUM_PAIRS, scl_boxes=SCL_BOXES,
-                                                  **step))
+    model = SCLModel(student, teacher, StepConfig(num_pairs=NUM_PAIRS, scl_boxes=SCL_BOXES, **step))
     model.compile(optimizer=build_optimizer(0.002, 10**6))
     model.optimizer.build(student.trainable_variables)
     return model
@@ -69,15 +70,19 @@ def scl_model(student, teacher, **step) -> SCLModel:
 
 def step_cases(student, teacher, batch, jit: bool) -> dict:
     """{name: zero-argument callable} for the whole train steps."""
-    variants = {"supervised": (dict(lambda_c=0.0, lambda_sc=0.0), False),
-                "ssl_exact": (dict(scl_mode="exact"), False),
-                "ssl_pairs": (dict(scl_mode="pairs"), False)}
+    variants = {
+        "supervised": (dict(lambda_c=0.0, lambda_sc=0.0), False),
+        "ssl_exact": (dict(scl_mode="exact"), False),
+        "ssl_pairs": (dict(scl_mode="pairs"), False),
+    }
     if jit:
         variants["ssl_pairs_whole_step_xla"] = (dict(scl_mode="pairs"), True)
-    return {name: functools.partial(
-                tf.function(scl_model(student, teacher, **step).train_step, jit_compile=xla),
-                batch)
-            for name, (step, xla) in variants.items()}
+    return {
+        name: functools.partial(
+            tf.function(scl_model(student, teacher, **step).train_step, jit_compile=xla), batch
+        )
+        for name, (step, xla) in variants.items()
+    }
 
 
 def part_cases(student, teacher, batch) -> dict:
@@ -98,8 +103,9 @@ def part_cases(student, teacher, batch) -> dict:
     def student_forward_backward():
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(student(student_input, training=True))
-        optimizer.apply(tape.gradient(loss, student.trainable_variables),
-                        student.trainable_variables)
+        optimizer.apply(
+            tape.gradient(loss, student.trainable_variables), student.trainable_variables
+        )
 
     @tf.function
     def teacher_forward():
@@ -120,6 +126,7 @@ def part_cases(student, teacher, batch) -> dict:
                 tape.watch(probs)
                 loss = loss_fn(probs, target)
             return tape.gradient(loss, probs)
+
         return run
 
     return {
@@ -130,8 +137,7 @@ def part_cases(student, teacher, batch) -> dict:
         "consistency_loss": gradient_of(consistency_loss),
         "scl_pairs": gradient_of(lambda s, t: model.structured_loss(s, t, box_masks)),
         "scl_exact": gradient_of(lambda s, t: exact.structured_loss(s, t, box_masks)),
-        "ema_update": tf.function(
-            lambda: ema_update(teacher.weights, student.weights, 0.999)),
+        "ema_update": tf.function(lambda: ema_update(teacher.weights, student.weights, 0.999)),
     }
 
 
@@ -156,22 +162,26 @@ def measure(cases: dict, rounds: int) -> dict:
 def summarise(times: dict) -> dict:
     """Medians, SSL/ideal and the shares of the unlabeled branch's parts, per-round ratios."""
     rounds = len(next(iter(times.values())))
-    parts_sum = [times["student_forward_backward"][r] + times["teacher_forward"][r]
-                 for r in range(rounds)]
+    parts_sum = [
+        times["student_forward_backward"][r] + times["teacher_forward"][r] for r in range(rounds)
+    ]
     ideal = times["networks_only"]
 
     def median_ratio(numerator, denominator):
         return statistics.median(n / d for n, d in zip(numerator, denominator))
 
-    summary = {"median_s": {name: statistics.median(values) for name, values in times.items()},
-               "ideal_s": statistics.median(ideal),
-               "student_plus_teacher_alone_s": statistics.median(parts_sum)}
+    summary = {
+        "median_s": {name: statistics.median(values) for name, values in times.items()},
+        "ideal_s": statistics.median(ideal),
+        "student_plus_teacher_alone_s": statistics.median(parts_sum),
+    }
     steps = [name for name in times if name.startswith("ssl") or name == "supervised"]
     summary["step_over_ideal"] = {name: median_ratio(times[name], ideal) for name in steps}
     summary["ssl_pairs_over_supervised"] = median_ratio(times["ssl_pairs"], times["supervised"])
     parts = ("cutmix_masks", "consistency_loss", "scl_pairs", "scl_exact", "ema_update")
     summary["share_of_ssl_pairs_step"] = {
-        name: median_ratio(times[name], times["ssl_pairs"]) for name in parts}
+        name: median_ratio(times[name], times["ssl_pairs"]) for name in parts
+    }
     return summary
 
 
@@ -187,19 +197,33 @@ def main():
     batch = make_batch(args.crop)
     record = {
         "command": "python benchmarks/bench_train_step.py",
-        "settings": {"crop": args.crop, "rounds": args.rounds, "output_stride": 8,
-                     "whole_step_xla": not args.no_jit, "labeled_per_step": 1,
-                     "unlabeled_per_step": 1, "num_boxes": NUM_BOXES, "scl_boxes": SCL_BOXES,
-                     "num_pairs": NUM_PAIRS},
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor(),
-                    "tensorflow": tf.__version__, "load_average_start": os.getloadavg()},
+        "settings": {
+            "crop": args.crop,
+            "rounds": args.rounds,
+            "output_stride": 8,
+            "whole_step_xla": not args.no_jit,
+            "labeled_per_step": 1,
+            "unlabeled_per_step": 1,
+            "num_boxes": NUM_BOXES,
+            "scl_boxes": SCL_BOXES,
+            "num_pairs": NUM_PAIRS,
+        },
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor(),
+            "tensorflow": tf.__version__,
+            "load_average_start": os.getloadavg(),
+        },
         "results": {},
     }
     for backbone in args.backbones.split(","):
-        student, teacher = build_networks(ModelConfig(backbone=backbone, output_stride=8),
-                                          NUM_CLASSES)
-        cases = {**step_cases(student, teacher, batch, jit=not args.no_jit),
-                 **part_cases(student, teacher, batch)}
+        student, teacher = build_networks(
+            ModelConfig(backbone=backbone, output_stride=8), NUM_CLASSES
+        )
+        cases = {
+            **step_cases(student, teacher, batch, jit=not args.no_jit),
+            **part_cases(student, teacher, batch),
+        }
         times = measure(cases, args.rounds)
         summary = {"times_s": times, **summarise(times)}
         record["results"][backbone] = summary

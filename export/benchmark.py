@@ -44,20 +44,25 @@ def tensorflow_call(images, onnx_outputs):
     from scl_tf.export import serving
 
     tf_model = serving.load_saved_model(FLAGS.saved_model)
-    signature = serving.SIGNATURE_FLOAT if "probabilities" in onnx_outputs else \
-        serving.SIGNATURE_LOGITS
+    signature = (
+        serving.SIGNATURE_FLOAT if "probabilities" in onnx_outputs else serving.SIGNATURE_LOGITS
+    )
     return signature, serving.signature_runner(tf_model, signature, images)
 
 
 def print_table(record: dict) -> None:
-    print(f"{record['backbone']} {record['size'][0]}x{record['size'][1]} batch "
-          f"{record['batch']} {record['precision']} ({record['machine']})")
+    print(
+        f"{record['backbone']} {record['size'][0]}x{record['size'][1]} batch "
+        f"{record['batch']} {record['precision']} ({record['machine']})"
+    )
     print(f"{'runtime':<28}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'images/s':>10}")
     for name in ("onnxruntime", "tensorflow"):
         if name in record:
             stats = record[name]
-            print(f"{name + ' (' + stats['runs'] + ')':<28}{stats['p50_ms']:>10.1f}"
-                  f"{stats['p90_ms']:>10.1f}{stats['p99_ms']:>10.1f}{stats['images_per_s']:>10.2f}")
+            print(
+                f"{name + ' (' + stats['runs'] + ')':<28}{stats['p50_ms']:>10.1f}"
+                f"{stats['p90_ms']:>10.1f}{stats['p99_ms']:>10.1f}{stats['images_per_s']:>10.2f}"
+            )
     if "ratio_onnxruntime_to_tensorflow" in record:
         print(f"ONNX Runtime / TensorFlow latency: {record['ratio_onnxruntime_to_tensorflow']:.2f}")
 
@@ -72,9 +77,12 @@ def main(argv):
         bench.check_counts(FLAGS.batch, FLAGS.iters, FLAGS.warmup)
         size = config.parse_size("size", FLAGS.size)
         options = runtime.RuntimeOptions(
-            FLAGS.provider, FLAGS.device_id, FLAGS.cudnn_conv_algo_search,
+            FLAGS.provider,
+            FLAGS.device_id,
+            FLAGS.cudnn_conv_algo_search,
             trt_fp16=FLAGS.fp16 and FLAGS.provider == "tensorrt",
-            trt_engine_cache=FLAGS.trt_engine_cache)
+            trt_engine_cache=FLAGS.trt_engine_cache,
+        )
         session = open_session(options)
         info = runtime.model_info(session, FLAGS.model)
         runtime.check_input_size(session, size, "--size", FLAGS.model)
@@ -91,25 +99,38 @@ def main(argv):
     load_start = os.getloadavg()
     times = bench.time_side_by_side(calls, FLAGS.iters, FLAGS.warmup)
     record = {
-        "model": FLAGS.model, "backbone": info.backbone, "output_stride": info.output_stride,
-        "num_classes": info.num_classes, "provider": FLAGS.provider,
+        "model": FLAGS.model,
+        "backbone": info.backbone,
+        "output_stride": info.output_stride,
+        "num_classes": info.num_classes,
+        "provider": FLAGS.provider,
         "precision": "fp16" if FLAGS.fp16 or info.precision == "fp16" else "fp32",
         "onnx_input_size": "dynamic" if info.input_size is None else list(info.input_size),
-        "batch": FLAGS.batch, "size": list(size), "iters": FLAGS.iters, "warmup": FLAGS.warmup,
+        "batch": FLAGS.batch,
+        "size": list(size),
+        "iters": FLAGS.iters,
+        "warmup": FLAGS.warmup,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "load_average_start_end": [load_start, os.getloadavg()],
-        "onnxruntime": {"runs": f"{session.get_providers()[0]}, IOBinding",
-                        "version": ort.__version__, "outputs": list(info.outputs),
-                        **vars(bench.summarize(times["onnxruntime"], FLAGS.batch))},
+        "onnxruntime": {
+            "runs": f"{session.get_providers()[0]}, IOBinding",
+            "version": ort.__version__,
+            "outputs": list(info.outputs),
+            **vars(bench.summarize(times["onnxruntime"], FLAGS.batch)),
+        },
     }
     if signature is not None:
         import tensorflow as tf
 
-        record["tensorflow"] = {"runs": f"SavedModel {signature}", "version": tf.__version__,
-                                "saved_model": FLAGS.saved_model,
-                                **vars(bench.summarize(times["tensorflow"], FLAGS.batch))}
-        record["ratio_onnxruntime_to_tensorflow"] = bench.paired_ratio(times["onnxruntime"],
-                                                                       times["tensorflow"])
+        record["tensorflow"] = {
+            "runs": f"SavedModel {signature}",
+            "version": tf.__version__,
+            "saved_model": FLAGS.saved_model,
+            **vars(bench.summarize(times["tensorflow"], FLAGS.batch)),
+        }
+        record["ratio_onnxruntime_to_tensorflow"] = bench.paired_ratio(
+            times["onnxruntime"], times["tensorflow"]
+        )
     print_table(record)
     if FLAGS.output:
         bench.update_json(FLAGS.output, record)

@@ -47,8 +47,11 @@ WEIGHTS = ("fresh", "calibrated", "trained")
 
 def calibrate_batchnorm(model: keras.Model, batch: np.ndarray) -> None:
     """Sets every BatchNormalization's moving statistics to those of `batch` [B, H, W, 3]."""
-    layers = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0
@@ -67,21 +70,32 @@ def check_weights(model: keras.Model, info, cases, path: str) -> dict:
         _, report = convert.export_onnx(tf_model, cases, fp16=fp16)
         gc.collect()  # the last conversion's graphs, before the next one
         print(f"{info.backbone}: {report.line()}\n{report.details()}", flush=True)
-        record[report.precision] = {"passed": report.passed,
-                                    "max_probability_delta": report.max_probability_delta,
-                                    "argmax_agreement": report.argmax_agreement,
-                                    "cases": [vars(case) for case in report.cases]}
+        record[report.precision] = {
+            "passed": report.passed,
+            "max_probability_delta": report.max_probability_delta,
+            "argmax_agreement": report.argmax_agreement,
+            "cases": [vars(case) for case in report.cases],
+        }
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
 
 
-def check_random(backbone: str, output_stride: int, weights: list[str],
-                 calibration: np.ndarray, cases, folder: str) -> dict:
+def check_random(
+    backbone: str,
+    output_stride: int,
+    weights: list[str],
+    calibration: np.ndarray,
+    cases,
+    folder: str,
+) -> dict:
     """Parity records of one randomly initialised backbone: its "fresh" and/or "calibrated"
     weights, as named in `weights`."""
     model, info = serving.untrained_model(backbone, output_stride, "cityscapes")
-    record = {"backbone": backbone, "output_stride": output_stride,
-              "parameters": int(model.count_params())}
+    record = {
+        "backbone": backbone,
+        "output_stride": output_stride,
+        "parameters": int(model.count_params()),
+    }
     for name in ("fresh", "calibrated"):
         if name not in weights:
             continue
@@ -102,9 +116,15 @@ def check_trained(backbone: str, trained_dir: str, cases, folder: str) -> dict:
     if info.backbone != backbone:
         raise SystemExit(f"error: --trained_dir: {run} trained a {info.backbone}, not a {backbone}")
     print(f"{backbone}: trained weights of {run}", flush=True)
-    return {"backbone": backbone, "trained": {
-        "run": run, "output_stride": info.output_stride, "classes": len(info.class_names),
-        **check_weights(model, info, cases, os.path.join(folder, f"{backbone}_trained"))}}
+    return {
+        "backbone": backbone,
+        "trained": {
+            "run": run,
+            "output_stride": info.output_stride,
+            "classes": len(info.class_names),
+            **check_weights(model, info, cases, os.path.join(folder, f"{backbone}_trained")),
+        },
+    }
 
 
 def update_records(path: str, record: dict, seed: int, cases) -> list[dict]:
@@ -117,8 +137,16 @@ def update_records(path: str, record: dict, seed: int, cases) -> list[dict]:
     old = next((old for old in records if old["backbone"] == record["backbone"]), {})
     records = [other for other in records if other is not old] + [{**old, **record}]
     with open(path, "w") as out:
-        json.dump({"command": "python export/check_backbones.py", "seed": seed,
-                   "cases": [case.name for case in cases], "models": records}, out, indent=2)
+        json.dump(
+            {
+                "command": "python export/check_backbones.py",
+                "seed": seed,
+                "cases": [case.name for case in cases],
+                "models": records,
+            },
+            out,
+            indent=2,
+        )
         out.write("\n")
     return records
 
@@ -129,12 +157,19 @@ def main():
     parser.add_argument("--output_stride", type=int, default=8)
     parser.add_argument("--frames", type=int, default=2, help="bundled CamVid val frames")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    parser.add_argument("--weights", default="fresh,calibrated",
-                        help=f"weight sets to check, of {','.join(WEIGHTS)}")
-    parser.add_argument("--trained_dir", default="",
-                        help="folder of a scl_tf.train model dir per backbone (--weights=trained)")
-    parser.add_argument("--output",
-                        default=os.path.join(REPO_ROOT, "benchmarks", "bench_export_parity.json"))
+    parser.add_argument(
+        "--weights",
+        default="fresh,calibrated",
+        help=f"weight sets to check, of {','.join(WEIGHTS)}",
+    )
+    parser.add_argument(
+        "--trained_dir",
+        default="",
+        help="folder of a scl_tf.train model dir per backbone (--weights=trained)",
+    )
+    parser.add_argument(
+        "--output", default=os.path.join(REPO_ROOT, "benchmarks", "bench_export_parity.json")
+    )
     args = parser.parse_args()
     weights = args.weights.split(",")
     unknown = sorted(set(weights) - set(WEIGHTS))
@@ -145,23 +180,32 @@ def main():
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
     keras.utils.set_random_seed(args.seed)
     cases = parity.parity_cases(
-        None, parity.parity_frames(os.path.join(CAMVID_MINI, "val"), args.frames))
-    calibration = np.stack([
-        images.read_image(path, CALIBRATION_SIZE)
-        for path in list_images(os.path.join(CAMVID_MINI, "train"))[:CALIBRATION_FRAMES]
-    ]).astype(np.float32)
+        None, parity.parity_frames(os.path.join(CAMVID_MINI, "val"), args.frames)
+    )
+    calibration = np.stack(
+        [
+            images.read_image(path, CALIBRATION_SIZE)
+            for path in list_images(os.path.join(CAMVID_MINI, "train"))[:CALIBRATION_FRAMES]
+        ]
+    ).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         for backbone in args.backbones.split(","):
             record = {}
             if "fresh" in weights or "calibrated" in weights:
-                record = check_random(backbone, args.output_stride, weights, calibration, cases,
-                                      folder)
+                record = check_random(
+                    backbone, args.output_stride, weights, calibration, cases, folder
+                )
             if "trained" in weights:
                 record |= check_trained(backbone, args.trained_dir, cases, folder)
             records = update_records(args.output, record, args.seed, cases)
-    failed = [f"{r['backbone']} {name} {precision}" for r in records
-              for name in WEIGHTS if name in r for precision in ("fp32", "fp16")
-              if not r[name][precision]["passed"]]
+    failed = [
+        f"{r['backbone']} {name} {precision}"
+        for r in records
+        for name in WEIGHTS
+        if name in r
+        for precision in ("fp32", "fp16")
+        if not r[name][precision]["passed"]
+    ]
     print(f"wrote {args.output}; " + (f"FAILED: {', '.join(failed)}" if failed else "all passed"))
     raise SystemExit(1 if failed else 0)
 

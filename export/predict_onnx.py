@@ -25,8 +25,9 @@ def main(argv):
         if not getattr(FLAGS, flag):
             sys.exit(f"error: --{flag}: required")
     try:
-        options = runtime.RuntimeOptions(FLAGS.provider, FLAGS.device_id,
-                                         FLAGS.cudnn_conv_algo_search)
+        options = runtime.RuntimeOptions(
+            FLAGS.provider, FLAGS.device_id, FLAGS.cudnn_conv_algo_search
+        )
         session = runtime.create_session(FLAGS.model, options)
         info = runtime.model_info(session, FLAGS.model)
         image = images.read_image(FLAGS.image)
@@ -36,12 +37,15 @@ def main(argv):
     start = time.perf_counter()
     labels = runtime.run(session, image[None].astype("float32"))["labels"][0]
     elapsed_ms = 1000 * (time.perf_counter() - start)
-    picture = overlay.add_legend(overlay.blend(image, labels, info.palette), labels,
-                                 info.class_names, info.palette)
+    picture = overlay.add_legend(
+        overlay.blend(image, labels, info.palette), labels, info.class_names, info.palette
+    )
     images.write_image(FLAGS.output, picture)
-    print(f"{FLAGS.image} ({image.shape[0]}x{image.shape[1]}) segmented with onnxruntime "
-          f"({session.get_providers()[0]}) in {elapsed_ms:.0f} ms: "
-          f"{images.class_shares(labels, info.class_names)}")
+    print(
+        f"{FLAGS.image} ({image.shape[0]}x{image.shape[1]}) segmented with onnxruntime "
+        f"({session.get_providers()[0]}) in {elapsed_ms:.0f} ms: "
+        f"{images.class_shares(labels, info.class_names)}"
+    )
     print(f"overlay written to {FLAGS.output}")
 
 

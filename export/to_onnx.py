@@ -62,8 +62,13 @@ def main(argv):
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: --source: {error}")
     proto, report = convert.export_onnx(
-        model, parity.parity_cases(input_size, frames), opset=FLAGS.opset, input_size=input_size,
-        fp16=FLAGS.fp16, probabilities=FLAGS.onnx_probabilities)
+        model,
+        parity.parity_cases(input_size, frames),
+        opset=FLAGS.opset,
+        input_size=input_size,
+        fp16=FLAGS.fp16,
+        probabilities=FLAGS.onnx_probabilities,
+    )
     print(report.line())
     if not report.passed:
         print(report.details())
@@ -73,8 +78,10 @@ def main(argv):
         os.makedirs(folder, exist_ok=True)
     onnx.save(proto, FLAGS.output)
     size = "any size" if input_size is None else f"{input_size[0]}x{input_size[1]}"
-    print(f"wrote {FLAGS.output}: {model.info.backbone}, {'fp16' if FLAGS.fp16 else 'fp32'}, "
-          f"opset {FLAGS.opset}, {size}, outputs {', '.join(o.name for o in proto.graph.output)}")
+    print(
+        f"wrote {FLAGS.output}: {model.info.backbone}, {'fp16' if FLAGS.fp16 else 'fp32'}, "
+        f"opset {FLAGS.opset}, {size}, outputs {', '.join(o.name for o in proto.graph.output)}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ def main(argv):
         if not FLAGS.dataset:
             sys.exit("error: --dataset: required with --untrained")
         try:
-            model, info = serving.untrained_model(FLAGS.backbone, FLAGS.output_stride,
-                                                  FLAGS.dataset, FLAGS.num_classes)
+            model, info = serving.untrained_model(
+                FLAGS.backbone, FLAGS.output_stride, FLAGS.dataset, FLAGS.num_classes
+            )
         except ValueError as error:
             sys.exit(f"error: {error}")
     elif not FLAGS.model_dir:
@@ -46,9 +47,11 @@ def main(argv):
         except (FileNotFoundError, ValueError) as error:
             sys.exit(f"error: --model_dir: {error}")
     served = serving.save_saved_model(model, info, FLAGS.output)
-    print(f"wrote {FLAGS.output}: DeepLabV3+ {info.backbone} ({info.weights} weights), "
-          f"{info.num_classes} {info.dataset} classes; signatures "
-          f"{', '.join(served.signatures)}; outputs {', '.join(served.info.outputs)}")
+    print(
+        f"wrote {FLAGS.output}: DeepLabV3+ {info.backbone} ({info.weights} weights), "
+        f"{info.num_classes} {info.dataset} classes; signatures "
+        f"{', '.join(served.signatures)}; outputs {', '.join(served.info.outputs)}"
+    )
 
 
 if __name__ == "__main__":

@@ -74,29 +74,39 @@ class Evaluation:
 
     def record(self, **context) -> dict:
         """JSON-ready scores (IoUs as fractions, null where undefined) plus `context`."""
+
         def number(value):
             return None if np.isnan(value) else float(value)
 
-        return {**context, "num_images": self.num_images,
-                "seconds_per_image": self.seconds_per_image, "miou": number(self.miou()),
-                "pixel_accuracy": number(self.pixel_accuracy()),
-                "class_iou": {name: number(iou)
-                              for name, iou in zip(self.class_names, self.class_iou())},
-                "confusion": self.confusion.tolist(),
-                "confusion_layout": "rows: ground-truth train ids; columns: predicted train "
-                                    "ids, then one for label values that are not scored"}
+        return {
+            **context,
+            "num_images": self.num_images,
+            "seconds_per_image": self.seconds_per_image,
+            "miou": number(self.miou()),
+            "pixel_accuracy": number(self.pixel_accuracy()),
+            "class_iou": {
+                name: number(iou) for name, iou in zip(self.class_names, self.class_iou())
+            },
+            "confusion": self.confusion.tolist(),
+            "confusion_layout": "rows: ground-truth train ids; columns: predicted train "
+            "ids, then one for label values that are not scored",
+        }
 
     def table(self) -> str:
         """Per-class IoU, mIoU and pixel accuracy in percent, one per line."""
         width = max(len(name) for name in (*self.class_names, "pixel accuracy"))
         lines = [f"{'class':<{width}}   IoU %"]
-        lines += [f"{name:<{width}}  " + ("    -" if np.isnan(iou) else f"{100 * iou:6.2f}")
-                  for name, iou in zip(self.class_names, self.class_iou())]
+        lines += [
+            f"{name:<{width}}  " + ("    -" if np.isnan(iou) else f"{100 * iou:6.2f}")
+            for name, iou in zip(self.class_names, self.class_iou())
+        ]
         defined = int(np.isfinite(self.class_iou()).sum())
-        lines += ["-" * (width + 8),
-                  f"{'mIoU':<{width}}  {100 * self.miou():6.2f}  ({defined} of "
-                  f"{len(self.class_names)} classes present)",
-                  f"{'pixel accuracy':<{width}}  {100 * self.pixel_accuracy():6.2f}"]
+        lines += [
+            "-" * (width + 8),
+            f"{'mIoU':<{width}}  {100 * self.miou():6.2f}  ({defined} of "
+            f"{len(self.class_names)} classes present)",
+            f"{'pixel accuracy':<{width}}  {100 * self.pixel_accuracy():6.2f}",
+        ]
         return "\n".join(lines)
 
 
@@ -111,8 +121,13 @@ def count_pixels(labels: np.ndarray, predictions: np.ndarray, num_classes: int) 
     return np.asarray(counts, np.int64)[:num_classes]
 
 
-def evaluate_model(predictor: inference.ProbabilityFn, samples: list[Sample], spec: LabelSpec,
-                   config: config_lib.InferenceConfig, verbose: bool = True) -> Evaluation:
+def evaluate_model(
+    predictor: inference.ProbabilityFn,
+    samples: list[Sample],
+    spec: LabelSpec,
+    config: config_lib.InferenceConfig,
+    verbose: bool = True,
+) -> Evaluation:
     """Scores `predictor` under the inference `config` on image/label pairs.
 
     Raises:
@@ -128,14 +143,18 @@ def evaluate_model(predictor: inference.ProbabilityFn, samples: list[Sample], sp
     seconds = 0.0
     for done, element in enumerate(pipeline.eval_dataset(samples, spec), 1):
         start = time.perf_counter()
-        probabilities = inference.predict_probabilities(predictor, element["image"][0].numpy(),
-                                                        config)
+        probabilities = inference.predict_probabilities(
+            predictor, element["image"][0].numpy(), config
+        )
         seconds += time.perf_counter() - start
         if probabilities.shape[-1] != num_classes:
-            raise predictors.ModelError(f"the model predicts {probabilities.shape[-1]} classes, "
-                                        f"the {spec.name} labels have {num_classes}")
-        confusion += count_pixels(element["label"][0].numpy(), probabilities.argmax(axis=-1),
-                                  num_classes)
+            raise predictors.ModelError(
+                f"the model predicts {probabilities.shape[-1]} classes, "
+                f"the {spec.name} labels have {num_classes}"
+            )
+        confusion += count_pixels(
+            element["label"][0].numpy(), probabilities.argmax(axis=-1), num_classes
+        )
         progress.update(done)
     return Evaluation(confusion, spec.class_names, len(samples), seconds / len(samples))
 
@@ -158,10 +177,12 @@ def pair_predictions(samples: list[Sample], prediction_dir: str) -> list[tuple[S
             problems.append(f"two predictions for {key}: {found[key]} and {path}")
         found[key] = path
     keys = {os.path.splitext(os.path.basename(sample.image))[0]: sample for sample in samples}
-    problems += [f"image without prediction: {keys[key].image}"
-                 for key in sorted(keys.keys() - found.keys())]
-    problems += [f"prediction without image: {found[key]}"
-                 for key in sorted(found.keys() - keys.keys())]
+    problems += [
+        f"image without prediction: {keys[key].image}" for key in sorted(keys.keys() - found.keys())
+    ]
+    problems += [
+        f"prediction without image: {found[key]}" for key in sorted(found.keys() - keys.keys())
+    ]
     datasets.raise_problems(problems, f"predictions in {prediction_dir}")
     return [(keys[key], found[key]) for key in sorted(keys)]
 
@@ -181,8 +202,9 @@ def prediction_table(spec: LabelSpec, fmt: str) -> np.ndarray:
         table[labels_lib.IGNORE_LABEL] = num_classes
         return table
     if fmt != "labelIds":
-        raise config_lib.ConfigError(f"--format: predictions are scored as labelIds or "
-                                     f"trainIds, not {fmt!r}")
+        raise config_lib.ConfigError(
+            f"--format: predictions are scored as labelIds or trainIds, not {fmt!r}"
+        )
     values = labels_lib.cityscapes("labelIds") if spec.name == "cityscapes" else spec
     table = np.array(values.value_to_train_id, np.int32)
     table[table == labels_lib.IGNORE_LABEL] = num_classes
@@ -199,8 +221,9 @@ def read_label_file(path: str, table: np.ndarray, what: str) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode not in ("L", "P"):
-                raise DatasetError(f"{what} {path} has mode {image.mode!r}; expected an 8-bit "
-                                   "single-channel PNG")
+                raise DatasetError(
+                    f"{what} {path} has mode {image.mode!r}; expected an 8-bit single-channel PNG"
+                )
             values = np.asarray(image)
     except (OSError, SyntaxError, ValueError) as error:
         if isinstance(error, DatasetError):
@@ -208,13 +231,14 @@ def read_label_file(path: str, table: np.ndarray, what: str) -> np.ndarray:
         raise DatasetError(f"unreadable {what} {path}: {error}") from error
     mapped = table[values]
     if (mapped < 0).any():
-        raise DatasetError(f"{what} {path} holds values that are not valid labels: "
-                           f"{np.unique(values[mapped < 0]).tolist()}")
+        raise DatasetError(
+            f"{what} {path} holds values that are not valid labels: "
+            f"{np.unique(values[mapped < 0]).tolist()}"
+        )
     return mapped
 
 
-def evaluate_predictions(pairs: list[tuple[Sample, str]], spec: LabelSpec,
-                         fmt: str) -> Evaluation:
+def evaluate_predictions(pairs: list[tuple[Sample, str]], spec: LabelSpec, fmt: str) -> Evaluation:
     """Scores prediction files (see `pair_predictions`) written as `fmt` against the labels."""
     table = prediction_table(spec, fmt)
     num_classes = spec.num_classes
@@ -223,8 +247,10 @@ def evaluate_predictions(pairs: list[tuple[Sample, str]], spec: LabelSpec,
         labels = read_label_file(sample.label, spec.value_to_train_id, "label")
         predictions = read_label_file(path, table, "prediction")
         if labels.shape != predictions.shape:
-            raise DatasetError(f"size mismatch: label {sample.label} is {labels.shape} but "
-                               f"prediction {path} is {predictions.shape} (HxW)")
+            raise DatasetError(
+                f"size mismatch: label {sample.label} is {labels.shape} but "
+                f"prediction {path} is {predictions.shape} (HxW)"
+            )
         confusion += count_pixels(labels, predictions, num_classes)
     return Evaluation(confusion, spec.class_names, len(pairs))
 
@@ -232,8 +258,12 @@ def evaluate_predictions(pairs: list[tuple[Sample, str]], spec: LabelSpec,
 def run_data_config(model_dir: str) -> config_lib.DataConfig:
     """The DataConfig a run was trained with, from its config.json."""
     record = predictors.run_data_record(model_dir)
-    fields = {name: tuple(tuple(item) if isinstance(item, list) else item for item in value)
-              if isinstance(value, list) else value for name, value in record.items()}
+    fields = {
+        name: tuple(tuple(item) if isinstance(item, list) else item for item in value)
+        if isinstance(value, list)
+        else value
+        for name, value in record.items()
+    }
     return config_lib.DataConfig(**fields)
 
 
@@ -254,8 +284,10 @@ def data_config(values, run: str | None) -> config_lib.DataConfig:
     if values.dataset:
         return config_lib.data_from_flags(values)
     if run is None:
-        raise config_lib.ConfigError("--dataset: required (with --data_dir), unless --model_dir "
-                                     "or --model is a model dir of scl_tf.train")
+        raise config_lib.ConfigError(
+            "--dataset: required (with --data_dir), unless --model_dir "
+            "or --model is a model dir of scl_tf.train"
+        )
     return run_data_config(run)
 
 
@@ -277,10 +309,14 @@ def evaluate_from_flags(values) -> tuple[Evaluation, dict, str | None]:
         raise config_lib.ConfigError("--predictions and --model: give one")
     source = None if values.predictions else values.model or values.model_dir
     if not source and not values.predictions:
-        raise config_lib.ConfigError("--model: required (or --model_dir of a training run, or "
-                                     "--predictions)")
-    given = {"predictions": values.predictions} if values.predictions else \
-        {"model" if values.model else "model_dir": source}
+        raise config_lib.ConfigError(
+            "--model: required (or --model_dir of a training run, or --predictions)"
+        )
+    given = (
+        {"predictions": values.predictions}
+        if values.predictions
+        else {"model" if values.model else "model_dir": source}
+    )
     for flag, path in given.items():
         if not os.path.exists(path):
             raise config_lib.ConfigError(f"--{flag}: no such file or folder: {path}")
@@ -292,19 +328,26 @@ def evaluate_from_flags(values) -> tuple[Evaluation, dict, str | None]:
     datasets.check_headers(samples, f"{data.dataset} {values.eval_split} split")
     context = {"dataset": data.dataset, "split": values.eval_split}
     if values.predictions:
-        evaluation = evaluate_predictions(pair_predictions(samples, values.predictions), spec,
-                                          values.format)
+        evaluation = evaluate_predictions(
+            pair_predictions(samples, values.predictions), spec, values.format
+        )
         context |= {"predictions": values.predictions, "format": values.format}
         what = "predictions"
     else:
         from_run = predictors.is_run_dir(source)
-        predictor = predictors.load_predictor(source, values.checkpoint,
-                                              predictors.explicit_eval_weights(values, run))
+        predictor = predictors.load_predictor(
+            source, values.checkpoint, predictors.explicit_eval_weights(values, run)
+        )
         config = predictors.with_model_tiles(config, predictor)
         evaluation = evaluate_model(predictor, samples, spec, config)
-        context |= {"model": source, "checkpoint": values.checkpoint if from_run else None,
-                    "scales": list(config.scales), "flip": config.flip, "tile": config.tile,
-                    "tile_stride": config.stride}
+        context |= {
+            "model": source,
+            "checkpoint": values.checkpoint if from_run else None,
+            "scales": list(config.scales),
+            "flip": config.flip,
+            "tile": config.tile,
+            "tile_stride": config.stride,
+        }
         what = values.checkpoint if from_run else os.path.basename(os.path.normpath(source))
     name = result_name(what, values.eval_split, config)
     return evaluation, context, output_path(values, source, run, name)

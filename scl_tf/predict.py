@@ -56,8 +56,11 @@ def list_inputs(pattern: str) -> tuple[list[str], str]:
         paths, base = list_images(pattern), pattern
     else:
         paths = sorted(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
-        base = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) \
-            if paths else ""
+        base = (
+            os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+            if paths
+            else ""
+        )
     if not paths:
         raise config_lib.ConfigError(f"--input: no images found in {pattern!r}")
     return paths, base
@@ -69,9 +72,14 @@ def output_paths(inputs: list[str], base: str, output_dir: str) -> list[str]:
     Raises:
       config_lib.ConfigError: two inputs would write the same file (e.g. a.jpg and a.png).
     """
-    outputs = [os.path.join(output_dir, os.path.splitext(
-        os.path.relpath(os.path.abspath(path), os.path.abspath(base)))[0] + ".png")
-        for path in inputs]
+    outputs = [
+        os.path.join(
+            output_dir,
+            os.path.splitext(os.path.relpath(os.path.abspath(path), os.path.abspath(base)))[0]
+            + ".png",
+        )
+        for path in inputs
+    ]
     seen: dict[str, str] = {}
     clashes = []
     for path, output in zip(inputs, outputs):
@@ -79,14 +87,22 @@ def output_paths(inputs: list[str], base: str, output_dir: str) -> list[str]:
             clashes.append(f"{seen[output]} and {path} -> {output}")
         seen.setdefault(output, path)
     if clashes:
-        raise config_lib.ConfigError("--input: images with the same output name:\n  " +
-                                     "\n  ".join(clashes))
+        raise config_lib.ConfigError(
+            "--input: images with the same output name:\n  " + "\n  ".join(clashes)
+        )
     return outputs
 
 
-def predict_files(predictor: inference.ProbabilityFn, inputs: list[str], outputs: list[str],
-                  config: config_lib.InferenceConfig, fmt: str, spec: LabelSpec | None,
-                  alpha: float = 0.5, verbose: bool = True) -> PredictResult:
+def predict_files(
+    predictor: inference.ProbabilityFn,
+    inputs: list[str],
+    outputs: list[str],
+    config: config_lib.InferenceConfig,
+    fmt: str,
+    spec: LabelSpec | None,
+    alpha: float = 0.5,
+    verbose: bool = True,
+) -> PredictResult:
     """Predicts every input image and writes `overlay.render(...)` of it to its output path.
 
     Args:
@@ -112,8 +128,10 @@ def predict_files(predictor: inference.ProbabilityFn, inputs: list[str], outputs
         if spec is None:
             spec = labels_lib.folder(num_classes)
         if num_classes != spec.num_classes:
-            raise predictors.ModelError(f"the model predicts {num_classes} classes, the "
-                                        f"{spec.name} labels have {spec.num_classes}")
+            raise predictors.ModelError(
+                f"the model predicts {num_classes} classes, the "
+                f"{spec.name} labels have {spec.num_classes}"
+            )
         train_ids = probabilities.argmax(axis=-1)
         images.write_image(output, overlay.render(train_ids, image, fmt, spec, alpha))
         written.append(output)
@@ -131,18 +149,22 @@ def label_spec_from(fields: dict) -> LabelSpec:
         return labels_lib.camvid()
     if not fields.get("num_classes"):
         raise config_lib.ConfigError("--num_classes: required with --dataset=folder")
-    return labels_lib.folder(fields["num_classes"], fields.get("ignore_value", 255),
-                             dict(tuple(pair) for pair in fields.get("id_mapping") or ()) or None,
-                             tuple(fields.get("class_names") or ()) or None)
+    return labels_lib.folder(
+        fields["num_classes"],
+        fields.get("ignore_value", 255),
+        dict(tuple(pair) for pair in fields.get("id_mapping") or ()) or None,
+        tuple(fields.get("class_names") or ()) or None,
+    )
 
 
 def flags_label_spec(values, run: str | None) -> LabelSpec | None:
     """The labels of --dataset (no --data_dir needed), else of the run's dataset, else None."""
     if values.dataset:
-        names = ("dataset", "cityscapes_label_format", "num_classes", "ignore_value",
-                 "class_names")
-        return label_spec_from({name: values[name].value for name in names} |
-                               {"id_mapping": config_lib.parse_id_mapping(values.id_mapping)})
+        names = ("dataset", "cityscapes_label_format", "num_classes", "ignore_value", "class_names")
+        return label_spec_from(
+            {name: values[name].value for name in names}
+            | {"id_mapping": config_lib.parse_id_mapping(values.id_mapping)}
+        )
     return label_spec_from(predictors.run_data_record(run)) if run else None
 
 
@@ -167,27 +189,35 @@ def main(argv):
         if not FLAGS.output:
             raise config_lib.ConfigError("--output: required (the folder to write into)")
         if not 0.0 <= FLAGS.overlay_alpha <= 1.0:
-            raise config_lib.ConfigError(f"--overlay_alpha: must be in [0, 1], got "
-                                         f"{FLAGS.overlay_alpha}")
+            raise config_lib.ConfigError(
+                f"--overlay_alpha: must be in [0, 1], got {FLAGS.overlay_alpha}"
+            )
         config = config_lib.inference_from_flags(FLAGS)
         inputs, base = list_inputs(FLAGS.input)
         outputs = output_paths(inputs, base, FLAGS.output)
         run = predictors.find_run_dir(source, FLAGS.model_dir)
-        predictor = predictors.load_predictor(source, FLAGS.checkpoint,
-                                              predictors.explicit_eval_weights(FLAGS, run))
+        predictor = predictors.load_predictor(
+            source, FLAGS.checkpoint, predictors.explicit_eval_weights(FLAGS, run)
+        )
         spec = flags_label_spec(FLAGS, run) or predictor.labels
         if spec is None and FLAGS.format == "labelIds":
-            print("note: no --dataset, model dir or scl_tf export metadata: --format=labelIds "
-                  "writes train ids", file=sys.stderr)
+            print(
+                "note: no --dataset, model dir or scl_tf export metadata: --format=labelIds "
+                "writes train ids",
+                file=sys.stderr,
+            )
         config = predictors.with_model_tiles(config, predictor)
-        result = predict_files(predictor, inputs, outputs, config, FLAGS.format, spec,
-                               FLAGS.overlay_alpha)
+        result = predict_files(
+            predictor, inputs, outputs, config, FLAGS.format, spec, FLAGS.overlay_alpha
+        )
     except (config_lib.ConfigError, predictors.ModelError) as error:
         sys.exit(f"error: {error}")
     print(f"Wrote {len(result.written)} {FLAGS.format} PNG(s) to {FLAGS.output}")
     if result.skipped:
-        sys.exit(f"error: skipped {len(result.skipped)} of {len(inputs)} image(s) that could "
-                 "not be read:\n  " + "\n  ".join(path for path, _ in result.skipped))
+        sys.exit(
+            f"error: skipped {len(result.skipped)} of {len(inputs)} image(s) that could "
+            "not be read:\n  " + "\n  ".join(path for path, _ in result.skipped)
+        )
 
 
 def run():

@@ -31,8 +31,10 @@ def main(argv):
     except (config_lib.ConfigError, DatasetError, TrainingError, ImageNetWeightsError) as error:
         sys.exit(f"error: {error}")
     if result.stopped_early:
-        sys.exit(f"stopped at step {result.step} of {result.total_steps}; run the same command "
-                 "again to resume")
+        sys.exit(
+            f"stopped at step {result.step} of {result.total_steps}; run the same command "
+            "again to resume"
+        )
     if result.val_miou is not None:
         print(f"Done: {result.step} steps, val mIoU {100 * result.val_miou:.2f}")
 

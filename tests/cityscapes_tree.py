@@ -9,8 +9,9 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from PIL import Image
 
 LABEL_IDS = np.array([lab.id for lab in cs_labels if lab.id >= 0], np.uint8)
-ID_TO_TRAIN = {lab.id: (lab.trainId if 0 <= lab.trainId < 255 else 255)
-               for lab in cs_labels if lab.id >= 0}
+ID_TO_TRAIN = {
+    lab.id: (lab.trainId if 0 <= lab.trainId < 255 else 255) for lab in cs_labels if lab.id >= 0
+}
 
 
 def random_label_ids(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -23,10 +24,14 @@ def random_label_ids(rng: np.random.Generator, height: int, width: int) -> np.nd
     return label
 
 
-def make_cityscapes_tree(root: pathlib.Path, splits=(("train", ("aachen", "bremen"), 3),
-                                                      ("val", ("frankfurt",), 2)),
-                         height: int = 32, width: int = 64, extra_images: int = 0,
-                         seed: int = 0) -> pathlib.Path:
+def make_cityscapes_tree(
+    root: pathlib.Path,
+    splits=(("train", ("aachen", "bremen"), 3), ("val", ("frankfurt",), 2)),
+    height: int = 32,
+    width: int = 64,
+    extra_images: int = 0,
+    seed: int = 0,
+) -> pathlib.Path:
     """Writes leftImg8bit/ and gtFine/ (labelIds, labelTrainIds, color, instanceIds uint16)
     for each (split, cities, frames per city), and `extra_images` train_extra images."""
     rng = np.random.default_rng(seed)
@@ -45,9 +50,11 @@ def make_cityscapes_tree(root: pathlib.Path, splits=(("train", ("aachen", "breme
                 Image.fromarray(label).save(label_dir / f"{stem}_gtFine_labelIds.png")
                 Image.fromarray(train_ids).save(label_dir / f"{stem}_gtFine_labelTrainIds.png")
                 Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(
-                    label_dir / f"{stem}_gtFine_color.png")
+                    label_dir / f"{stem}_gtFine_color.png"
+                )
                 Image.fromarray(label.astype(np.uint16)).save(
-                    label_dir / f"{stem}_gtFine_instanceIds.png")
+                    label_dir / f"{stem}_gtFine_instanceIds.png"
+                )
     for frame in range(extra_images):
         extra_dir = root / "leftImg8bit" / "train_extra" / "augsburg"
         extra_dir.mkdir(parents=True, exist_ok=True)

@@ -52,13 +52,16 @@ def write_small_run():
     from scl_tf.training import run_dir
 
     def write(model_dir: str) -> keras.Model:
-        config = Config(data=DataConfig("camvid", data_dir=str(CAMVID_MINI)),
-                        model=ModelConfig(backbone="mobilenetv2", output_stride=16),
-                        model_dir=model_dir)
+        config = Config(
+            data=DataConfig("camvid", data_dir=str(CAMVID_MINI)),
+            model=ModelConfig(backbone="mobilenetv2", output_stride=16),
+            model_dir=model_dir,
+        )
         run_dir.write_config(config, 11, labels_lib.CAMVID_CLASS_NAMES)
         keras.utils.set_random_seed(0)
-        model = build_model("mobilenetv2", 11, output_stride=16, aspp_filters=16,
-                            decoder_filters=16)
+        model = build_model(
+            "mobilenetv2", 11, output_stride=16, aspp_filters=16, decoder_filters=16
+        )
         model.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
         return model
 

@@ -39,8 +39,9 @@ def run(strategy, batch):
     def part(context):
         index = context.replica_id_in_sync_group
         return tf.nest.map_structure(
-            lambda t: t[index * t.shape[0] // replicas:(index + 1) * t.shape[0] // replicas],
-            batch)
+            lambda t: t[index * t.shape[0] // replicas : (index + 1) * t.shape[0] // replicas],
+            batch,
+        )
 
     @tf.function
     def step():
@@ -49,8 +50,10 @@ def run(strategy, batch):
         return {k: strategy.reduce("SUM", v, axis=None) for k, v in shares.items()}
 
     logs = {k: float(v) for k, v in step().items()}
-    weights = {"student": [w.numpy().tolist() for w in model.student.weights],
-               "teacher": [w.numpy().tolist() for w in model.teacher.weights]}
+    weights = {
+        "student": [w.numpy().tolist() for w in model.student.weights],
+        "teacher": [w.numpy().tolist() for w in model.teacher.weights],
+    }
     return {"logs": logs, "weights": weights}
 
 

@@ -22,19 +22,36 @@ MINI = os.path.join(os.path.dirname(__file__), "..", "data", "camvid_mini")
 def tiny_config(model_dir, per_replica_batch):
     return Config(
         data=DataConfig("camvid", MINI, labeled_count=4),
-        pipeline=PipelineConfig(crop_size=(64, 64), labeled_batch_size=per_replica_batch,
-                                unlabeled_batch_size=per_replica_batch, cutmix_boxes=8,
-                                scl_boxes=4),
+        pipeline=PipelineConfig(
+            crop_size=(64, 64),
+            labeled_batch_size=per_replica_batch,
+            unlabeled_batch_size=per_replica_batch,
+            cutmix_boxes=8,
+            scl_boxes=4,
+        ),
         model=ModelConfig(backbone="mobilenetv2", output_stride=16),
-        train=TrainConfig(steps=2, scl_mode="exact", checkpoint_every=2, eval_every=2,
-                          eval_images=1, image_every=0, learning_rate=0.01, log_every=1),
-        model_dir=model_dir)
+        train=TrainConfig(
+            steps=2,
+            scl_mode="exact",
+            checkpoint_every=2,
+            eval_every=2,
+            eval_images=1,
+            image_every=0,
+            learning_rate=0.01,
+            log_every=1,
+        ),
+        model_dir=model_dir,
+    )
 
 
 def scalars_at(model_dir, step):
     """{tag: value} of the TensorBoard scalars written at `step` ({} without logs)."""
-    return {tag: value for tag, points in read_scalars(os.path.join(model_dir, "logs")).items()
-            for at, value in points if at == step}
+    return {
+        tag: value
+        for tag, points in read_scalars(os.path.join(model_dir, "logs")).items()
+        for at, value in points
+        if at == step
+    }
 
 
 def main():
@@ -42,8 +59,15 @@ def main():
     strategy = select_strategy(name)
     result = train(tiny_config(model_dir, batch), strategy=strategy, verbose=False)
     digest = float(sum(np.abs(w).sum() for w in result.model.student.get_weights()))
-    json.dump({"logs": result.last_logs, "first_logs": scalars_at(model_dir, 1), "digest": digest,
-               "step": result.step}, sys.stdout)
+    json.dump(
+        {
+            "logs": result.last_logs,
+            "first_logs": scalars_at(model_dir, 1),
+            "digest": digest,
+            "step": result.step,
+        },
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

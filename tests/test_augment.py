@@ -24,11 +24,13 @@ def label_and_image(height=40, width=60):
 
 def resize_bilinear(image, size):
     """Half-pixel-centre bilinear resize, edge clamped, written out per axis."""
+
     def axis_weights(n_in, n_out):
         pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
         low = np.floor(pos).astype(int)
         high = np.minimum(low + 1, n_in - 1)
         return low, high, pos - low
+
     out = image.astype(np.float64)
     low, high, w = axis_weights(out.shape[0], size[0])
     out = out[low] * (1 - w)[:, None, None] + out[high] * w[:, None, None]
@@ -39,10 +41,12 @@ def resize_bilinear(image, size):
 def resize_nearest(values, size):
     """TensorFlow's half-pixel nearest: input index floor((out + 0.5) * (in / out)), in float32
     as TensorFlow computes it (float64 picks other pixels where the product is near a whole)."""
+
     def indices(size_in, size_out):
         scale = np.float32(size_in) / np.float32(size_out)
         position = (np.arange(size_out, dtype=np.float32) + np.float32(0.5)) * scale
         return np.minimum(np.floor(position), size_in - 1).astype(int)
+
     return values[np.ix_(indices(values.shape[0], size[0]), indices(values.shape[1], size[1]))]
 
 
@@ -61,16 +65,17 @@ def test_crop_inside_the_image_matches_reference_resize(scale):
     values, image = label_and_image(80, 100)
     crop = (24, 32)
     for seed in range(4):
-        window = augment.crop_window(tf.constant([seed, 0]), tf.constant(values.shape), crop,
-                                     (scale, scale)).numpy()
+        window = augment.crop_window(
+            tf.constant([seed, 0]), tf.constant(values.shape), crop, (scale, scale)
+        ).numpy()
         top, left, height, width = window
         assert (height, width) == (round(24 / scale), round(32 / scale))
         assert 0 <= top and top + height <= 80 and 0 <= left and left + width <= 100
         got_image = augment.crop_image(image, window, crop, NO_FLIP).numpy()
-        expected = resize_bilinear(image[top:top + height, left:left + width], crop)
+        expected = resize_bilinear(image[top : top + height, left : left + width], crop)
         np.testing.assert_allclose(got_image, expected, atol=1e-3)
         got_label = augment.crop_label(values, window, crop, NO_FLIP, TABLE, PATH).numpy()
-        expected = resize_nearest(values[top:top + height, left:left + width], crop)
+        expected = resize_nearest(values[top : top + height, left : left + width], crop)
         np.testing.assert_array_equal(got_label, TABLE[expected])
 
 
@@ -90,14 +95,16 @@ def test_small_image_is_padded_with_zero_and_ignore_and_stays_aligned():
     values, _ = label_and_image(10, 12)
     image = np.repeat(values[..., None] * 20 + 5, 3, axis=-1).astype(np.uint8)
     for seed in range(5):
-        window = augment.crop_window(tf.constant([seed, 1]), tf.constant(values.shape),
-                                     (32, 32), (1.0, 1.0))
+        window = augment.crop_window(
+            tf.constant([seed, 1]), tf.constant(values.shape), (32, 32), (1.0, 1.0)
+        )
         label = augment.crop_label(values, window, (32, 32), NO_FLIP, TABLE, PATH).numpy()
         cropped = augment.crop_image(image, window, (32, 32), NO_FLIP).numpy()
         assert (label != 255).sum() == 10 * 12  # the whole image, unscaled, inside the crop
         assert (cropped[label == 255] == 0).all()
-        np.testing.assert_allclose(cropped[..., 0][label != 255],
-                                   label[label != 255] * 20.0 + 5, atol=1e-3)
+        np.testing.assert_allclose(
+            cropped[..., 0][label != 255], label[label != 255] * 20.0 + 5, atol=1e-3
+        )
 
 
 def test_undefined_value_in_the_crop_names_the_file():
@@ -111,19 +118,21 @@ def test_undefined_value_in_the_crop_names_the_file():
 def test_centered_window_contains_the_center_pixel_near_the_middle():
     for seed, center in enumerate([(20, 30), (0, 0), (39, 59), (5, 50)]):
         top, left, height, width = augment.crop_window(
-            tf.constant([seed, 9]), tf.constant([40, 60]), (16, 16), (1.0, 1.0),
-            tf.constant(center)).numpy()
+            tf.constant([seed, 9]), tf.constant([40, 60]), (16, 16), (1.0, 1.0), tf.constant(center)
+        ).numpy()
         assert top <= center[0] < top + height and left <= center[1] < left + width
         assert 0 <= top <= 40 - 16 and 0 <= left <= 60 - 16  # moved inside the image
-    top, left, _, _ = augment.crop_window(SEED, tf.constant([40, 60]), (16, 16), (1.0, 1.0),
-                                          tf.constant([20, 30])).numpy()
+    top, left, _, _ = augment.crop_window(
+        SEED, tf.constant([40, 60]), (16, 16), (1.0, 1.0), tf.constant([20, 30])
+    ).numpy()
     assert (top + 8, left + 8) == (20, 30)
 
 
 def test_scale_range_is_respected():
     for seed in range(20):
-        _, _, height, width = augment.crop_window(tf.constant([seed, 4]), tf.constant([100, 100]),
-                                                  (20, 20), (0.5, 2.0)).numpy()
+        _, _, height, width = augment.crop_window(
+            tf.constant([seed, 4]), tf.constant([100, 100]), (20, 20), (0.5, 2.0)
+        ).numpy()
         assert 10 <= height == width <= 40
 
 
@@ -175,18 +184,25 @@ def test_hue_shift_keeps_grey_and_moves_hue():
 
 def test_photometric_params_ranges_blur_share_and_identity():
     strength, blur_prob = 0.25, 0.3
-    params = np.stack([augment.photometric_params(tf.constant([seed, 5]), strength,
-                                                  blur_prob).numpy() for seed in range(400)])
+    params = np.stack(
+        [
+            augment.photometric_params(tf.constant([seed, 5]), strength, blur_prob).numpy()
+            for seed in range(400)
+        ]
+    )
     assert params.shape == (400, augment.PHOTOMETRIC_PARAMS)
     assert np.all(np.abs(params[:, :3] - 1) <= strength) and np.all(np.abs(params[:, 3]) <= 0.25)
     assert params[:, :4].std(axis=0).min() > 0.1  # every factor varies
     sigmas = params[:, 4]
     blurred = sigmas > 0
     assert abs(blurred.mean() - blur_prob) < 0.07
-    assert np.all((sigmas[blurred] >= augment.BLUR_SIGMA_MIN)
-                  & (sigmas[blurred] <= augment.BLUR_SIGMA_MAX))
-    np.testing.assert_array_equal(augment.photometric_params(SEED, strength, blur_prob),
-                                  augment.photometric_params(SEED, strength, blur_prob))
+    assert np.all(
+        (sigmas[blurred] >= augment.BLUR_SIGMA_MIN) & (sigmas[blurred] <= augment.BLUR_SIGMA_MAX)
+    )
+    np.testing.assert_array_equal(
+        augment.photometric_params(SEED, strength, blur_prob),
+        augment.photometric_params(SEED, strength, blur_prob),
+    )
     np.testing.assert_array_equal(augment.photometric_params(SEED, 0.0, 0.0), [1, 1, 1, 0, 0])
 
 
@@ -194,8 +210,9 @@ def test_apply_photometric_identity_without_change_and_bounded_with():
     images = tf.constant(np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 3)), tf.float32)
     unchanged = tf.stack([augment.photometric_params(SEED, 0.0, 0.0)] * 2)
     np.testing.assert_allclose(augment.apply_photometric(images, unchanged), images, atol=1e-3)
-    params = tf.stack([augment.photometric_params(tf.constant([s, 0]), 0.25, 1.0)
-                       for s in range(2)])
+    params = tf.stack(
+        [augment.photometric_params(tf.constant([s, 0]), 0.25, 1.0) for s in range(2)]
+    )
     changed = augment.apply_photometric(images, params).numpy()
     assert changed.min() >= 0 and changed.max() <= 255
     assert np.abs(changed - images.numpy()).max() > 1
@@ -212,8 +229,11 @@ def blur_reference(image, sigma):
     expected = np.zeros_like(image)
     for dy, ky in zip(taps, kernel):
         for dx, kx in zip(taps, kernel):
-            expected += ky * kx * padded[radius + dy: radius + dy + height,
-                                         radius + dx: radius + dx + width]
+            expected += (
+                ky
+                * kx
+                * padded[radius + dy : radius + dy + height, radius + dx : radius + dx + width]
+            )
     return expected
 
 
@@ -223,8 +243,9 @@ def test_gaussian_blur_matches_numpy_reference_with_a_sigma_per_image():
     got = augment.gaussian_blur(tf.constant(images), tf.constant(sigmas)).numpy()
     np.testing.assert_array_equal(got[1], images[1])  # sigma 0: untouched
     for index in (0, 2, 3, 4):
-        np.testing.assert_allclose(got[index], blur_reference(images[index], sigmas[index]),
-                                   rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(
+            got[index], blur_reference(images[index], sigmas[index]), rtol=1e-4, atol=1e-3
+        )
 
 
 def test_gaussian_kernels_truncate_at_three_sigma():

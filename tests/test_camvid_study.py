@@ -27,8 +27,10 @@ def study(runner):
 
 def fake_run(ema, student, steps=10):
     curve = [(step, 1.0 / step) for step in range(1, steps + 1)]
-    return {"miou": {"ema": ema, "student": student}, "curves": {
-        "loss_x": curve, "loss_c": curve, "loss_sc": curve, "val/miou": [(steps, ema)]}}
+    return {
+        "miou": {"ema": ema, "student": student},
+        "curves": {"loss_x": curve, "loss_c": curve, "loss_sc": curve, "val/miou": [(steps, ema)]},
+    }
 
 
 def test_run_names_parse_and_bad_ones_are_named(runner, study):
@@ -42,9 +44,13 @@ def test_run_names_parse_and_bad_ones_are_named(runner, study):
 
 
 def test_results_gather_every_finished_run_whatever_was_trained(runner, study, tmp_path):
-    for name, files in (("supervised_s0", ("ema", "student")), ("scl_exact_s0", ("ema",)),
-                        ("scl_exact_light_s2", ("ema", "student")),
-                        ("notes", ("ema", "student")), ("consistency_s0", ())):
+    for name, files in (
+        ("supervised_s0", ("ema", "student")),
+        ("scl_exact_s0", ("ema",)),
+        ("scl_exact_light_s2", ("ema", "student")),
+        ("notes", ("ema", "student")),
+        ("consistency_s0", ()),
+    ):
         (tmp_path / name).mkdir()
         for weights in files:
             (tmp_path / name / f"eval_val_{weights}.json").write_text("{}")
@@ -75,14 +81,16 @@ def test_imagenet_arms_are_the_papers_ablation_with_its_weights(runner):
     for arm in ("consistency", "scl_pairs", "teacher_student"):
         assert seeds[arm] == {0, 1}
     # Table 2's two ends with three seeds come first.
-    assert set(study.runs[:7]) == {f"{arm}_s{seed}" for arm in ("supervised", "scl_exact")
-                                   for seed in range(3)} | {"consistency_s0"}
+    assert set(study.runs[:7]) == {
+        f"{arm}_s{seed}" for arm in ("supervised", "scl_exact") for seed in range(3)
+    } | {"consistency_s0"}
 
 
 def test_imagenet_flag_file_is_the_papers_method_and_scales_the_ema_decay():
     path = os.path.join(REPO, "configs", "camvid_semi_1-8_imagenet.flags")
-    values = dict(line.strip().lstrip("-").split("=", 1) for line in open(path)
-                  if line.startswith("--"))
+    values = dict(
+        line.strip().lstrip("-").split("=", 1) for line in open(path) if line.startswith("--")
+    )
     assert values["backbone"] == "efficientnet_lite0" and values["weights"] == "imagenet"
     assert values["lambda_c"] == "20" and values["lambda_sc"] == "3"
     assert values["scl_mode"] == "exact" and "rampup_steps" not in values
@@ -129,8 +137,11 @@ def test_warm_started_runs_load_their_sources_model_and_wait_for_it(runner, stud
 
 
 def test_arm_summary_and_table(runner, study):
-    runs = {"supervised_s0": fake_run(0.30, 0.28), "supervised_s1": fake_run(0.34, 0.30),
-            "scl_exact_s0": fake_run(0.40, 0.37)}
+    runs = {
+        "supervised_s0": fake_run(0.30, 0.28),
+        "supervised_s1": fake_run(0.34, 0.30),
+        "scl_exact_s0": fake_run(0.40, 0.37),
+    }
     arms = runner.summarize_arms(study, runs)
     assert list(arms) == ["supervised", "scl_exact"]  # ARMS order, not run order
     assert arms["supervised"]["seeds"] == [0, 1]
@@ -143,14 +154,18 @@ def test_arm_summary_and_table(runner, study):
 
 
 def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(runner, study, tmp_path):
-    np.testing.assert_allclose(runner.moving_average(np.array([1.0, 2.0, 3.0, 5.0]), 2),
-                               [1.5, 2.5, 4.0])
+    np.testing.assert_allclose(
+        runner.moving_average(np.array([1.0, 2.0, 3.0, 5.0]), 2), [1.5, 2.5, 4.0]
+    )
     first = runner.run_style(study, "supervised_s0")
     second = runner.run_style(study, "supervised_s1")
     assert first["color"] == second["color"] and first["linestyle"] != second["linestyle"]
     assert runner.run_style(study, "teacher_student_s0")["color"] != first["color"]
-    runs = {"supervised_s0": fake_run(0.30, 0.28), "supervised_s1": fake_run(0.34, 0.30),
-            "scl_exact_s0": fake_run(0.40, 0.37, steps=3)}  # too short to smooth: no loss line
+    runs = {
+        "supervised_s0": fake_run(0.30, 0.28),
+        "supervised_s1": fake_run(0.34, 0.30),
+        "scl_exact_s0": fake_run(0.40, 0.37, steps=3),
+    }  # too short to smooth: no loss line
     path = tmp_path / "study.png"
     runner.plot(study, runs, runner.summarize_arms(study, runs), str(path))
     assert path.stat().st_size > 10_000
@@ -160,11 +175,25 @@ def test_tiny_study_runs_resumes_and_writes_results(camvid_mini_dir, tmp_path):
     labeled = tmp_path / "labeled.txt"
     labeled.write_text("train/0001TP_006690.png\ntrain/0001TP_007050.png\n")
     runs_dir, results = tmp_path / "runs", tmp_path / "results" / "study"
-    command = [sys.executable, SCRIPT, f"--data_dir={camvid_mini_dir}", f"--runs_dir={runs_dir}",
-               f"--results={results}", "--runs=scl_exact_s0", "--", f"--labeled_list={labeled}",
-               "--steps=2", "--crop_size=32x48", "--labeled_batch_size=1",
-               "--unlabeled_batch_size=1", "--eval_every=2", "--eval_images=1", "--log_every=1",
-               "--cutmix_boxes=4", "--scl_boxes=2"]
+    command = [
+        sys.executable,
+        SCRIPT,
+        f"--data_dir={camvid_mini_dir}",
+        f"--runs_dir={runs_dir}",
+        f"--results={results}",
+        "--runs=scl_exact_s0",
+        "--",
+        f"--labeled_list={labeled}",
+        "--steps=2",
+        "--crop_size=32x48",
+        "--labeled_batch_size=1",
+        "--unlabeled_batch_size=1",
+        "--eval_every=2",
+        "--eval_images=1",
+        "--log_every=1",
+        "--cutmix_boxes=4",
+        "--scl_boxes=2",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "scl_tf.train" in first.stdout and "scl_tf.evaluate" in first.stdout
@@ -183,8 +212,18 @@ def test_tiny_study_runs_resumes_and_writes_results(camvid_mini_dir, tmp_path):
 
 
 def test_unknown_run_stops_before_any_work(tmp_path):
-    result = subprocess.run([sys.executable, SCRIPT, f"--data_dir={tmp_path}",
-                             f"--runs_dir={tmp_path}/runs", "--runs=supervised_s0,bogus_s0"],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            SCRIPT,
+            f"--data_dir={tmp_path}",
+            f"--runs_dir={tmp_path}/runs",
+            "--runs=supervised_s0,bogus_s0",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode != 0 and "'bogus_s0'" in result.stderr
     assert not os.path.exists(tmp_path / "runs")

@@ -12,8 +12,12 @@ from scl_tf.data import check
 
 
 def run_check(*flags):
-    return subprocess.run([sys.executable, "-m", "scl_tf.data.check", *flags],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "scl_tf.data.check", *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_clean_dataset_passes_with_counts_and_shares(camvid_mini_dir):
@@ -60,6 +64,7 @@ def test_find_unreadable_names_only_bad_files(camvid_mini_dir, tmp_path):
 
 def test_class_shares_sum_to_one(camvid_mini_dir):
     samples = check.datasets.find_pairs(DataConfig("camvid", str(camvid_mini_dir)), "val")
-    problems, counts = check.scan(samples, check.datasets.label_spec(
-        DataConfig("camvid", str(camvid_mini_dir))))
+    problems, counts = check.scan(
+        samples, check.datasets.label_spec(DataConfig("camvid", str(camvid_mini_dir)))
+    )
     assert problems == [] and counts.sum() == 12 * 360 * 480

@@ -15,8 +15,9 @@ def check_backbones(import_script):
 def test_trained_run_is_checked_in_both_precisions(check_backbones, write_small_run, tmp_path):
     write_small_run(str(tmp_path / "runs" / "mobilenetv2"))
     cases = [parity.ParityCase("random", parity.random_images(1, (48, 64), seed=0))]
-    record = check_backbones.check_trained("mobilenetv2", str(tmp_path / "runs"), cases,
-                                           str(tmp_path))
+    record = check_backbones.check_trained(
+        "mobilenetv2", str(tmp_path / "runs"), cases, str(tmp_path)
+    )
     trained = record["trained"]
     assert record["backbone"] == "mobilenetv2"
     assert trained["run"] == str(tmp_path / "runs" / "mobilenetv2")
@@ -43,12 +44,16 @@ def test_a_missing_run_names_the_flag(check_backbones, tmp_path):
 def test_records_merge_weight_sets_per_backbone(check_backbones, tmp_path):
     path = str(tmp_path / "parity.json")
     cases = [parity.ParityCase("random", parity.random_images(1, (8, 8), seed=0))]
-    check_backbones.update_records(path, {"backbone": "wrn38", "parameters": 1, "fresh": {}}, 0,
-                                   cases)
+    check_backbones.update_records(
+        path, {"backbone": "wrn38", "parameters": 1, "fresh": {}}, 0, cases
+    )
     check_backbones.update_records(path, {"backbone": "resnet50", "fresh": {}}, 0, cases)
-    records = check_backbones.update_records(path, {"backbone": "wrn38", "trained": {"x": 1}}, 0,
-                                             cases)
+    records = check_backbones.update_records(
+        path, {"backbone": "wrn38", "trained": {"x": 1}}, 0, cases
+    )
     with open(path) as source:
         assert json.load(source)["models"] == records
-    assert records == [{"backbone": "resnet50", "fresh": {}},
-                       {"backbone": "wrn38", "parameters": 1, "fresh": {}, "trained": {"x": 1}}]
+    assert records == [
+        {"backbone": "resnet50", "fresh": {}},
+        {"backbone": "wrn38", "parameters": 1, "fresh": {}, "trained": {"x": 1}},
+    ]

@@ -19,9 +19,12 @@ def reference_locations(train_ids, num_classes, rows, cols):
     for c in range(num_classes):
         for r in range(rows):
             for q in range(cols):
-                pixels = [(y, x) for y in range(height) for x in range(width)
-                          if train_ids[y, x] == c and y * rows // height == r
-                          and x * cols // width == q]
+                pixels = [
+                    (y, x)
+                    for y in range(height)
+                    for x in range(width)
+                    if train_ids[y, x] == c and y * rows // height == r and x * cols // width == q
+                ]
                 if not pixels:
                     continue
                 cy = np.mean([p[0] for p in pixels])
@@ -81,8 +84,9 @@ def test_unwritable_first_cache_falls_back(tmp_path):
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("")
     fallback = tmp_path / "fallback"
-    class_uniform.build_index(paths, labels.camvid(), 16, [str(blocker), str(fallback)],
-                              verbose=False)
+    class_uniform.build_index(
+        paths, labels.camvid(), 16, [str(blocker), str(fallback)], verbose=False
+    )
     assert len(os.listdir(fallback)) == 1
 
 
@@ -90,8 +94,7 @@ def test_undefined_label_value_names_the_file(tmp_path):
     paths = write_labels(tmp_path / "labels")
     Image.fromarray(np.full((20, 24), 40, np.uint8)).save(paths[2])
     with pytest.raises(DatasetError, match=f"{paths[2]} holds values .* \\[40\\]"):
-        class_uniform.build_index(paths, labels.camvid(), 16, [str(tmp_path / "c")],
-                                  verbose=False)
+        class_uniform.build_index(paths, labels.camvid(), 16, [str(tmp_path / "c")], verbose=False)
 
 
 def test_sampler_draws_classes_uniformly(tmp_path):
@@ -104,8 +107,9 @@ def test_sampler_draws_classes_uniformly(tmp_path):
         values = np.asarray(Image.open(path)).copy()
         values[values == 7] = 1
         Image.fromarray(values).save(path)
-    index = class_uniform.build_index(paths, labels.camvid(), 16, [str(tmp_path / "c")],
-                                      verbose=False)
+    index = class_uniform.build_index(
+        paths, labels.camvid(), 16, [str(tmp_path / "c")], verbose=False
+    )
     sampler = class_uniform.CenterSampler(index)
     draw = tf.function(lambda k: sampler(tf.stack([tf.constant(0, tf.int64), k])))
     classes = Counter()

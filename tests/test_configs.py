@@ -33,7 +33,11 @@ def test_cityscapes_flags_are_the_papers_recipe(parse, tmp_path):
     assert (train.learning_rate, train.lr_power, train.momentum) == (0.002, 1.0, 0.9)
     assert (train.weight_decay, train.weight_decay_mode) == (0.001, "coupled")
     assert (train.epochs, train.ema_decay, train.teacher, train.eval_weights) == (
-        175, 0.999, "ema", "ema")
+        175,
+        0.999,
+        "ema",
+        "ema",
+    )
     assert (train.lambda_c, train.lambda_sc, train.num_pairs) == (20, 3, 9000)
     pipeline = config.pipeline
     assert (pipeline.cutmix_boxes, pipeline.scl_boxes) == (32, 16)
@@ -60,40 +64,60 @@ def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     config = parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}")
     assert config.data.labeled_list == "configs/camvid_1-8_labeled.txt"
     assert config.train.semi_supervised and config.train.scl_mode == "exact"
-    names = [line for line in (REPO / config.data.labeled_list).read_text().splitlines()
-             if line and not line.startswith("#")]
+    names = [
+        line
+        for line in (REPO / config.data.labeled_list).read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert len(names) == len(set(names)) == 46
     assert all(name.startswith("train/") and name.endswith(".png") for name in names)
 
 
 def test_parity_flags_train_every_frame_supervised_briefly(parse, tmp_path):
-    config = parse("--flagfile=configs/camvid_parity.flags", f"--data_dir={tmp_path}",
-                   "--backbone=wrn38", "--model_dir=runs/parity/wrn38")
+    config = parse(
+        "--flagfile=configs/camvid_parity.flags",
+        f"--data_dir={tmp_path}",
+        "--backbone=wrn38",
+        "--model_dir=runs/parity/wrn38",
+    )
     assert not config.train.semi_supervised and config.model.output_stride == 8
     data = config.data
     assert (data.labeled_fraction, data.labeled_count, data.labeled_list) == (None, None, None)
     assert (config.train.steps, config.train.ema_decay, config.model_dir) == (
-        100, 0.9, "runs/parity/wrn38")
+        100,
+        0.9,
+        "runs/parity/wrn38",
+    )
 
 
 def test_an_empty_labeled_list_clears_the_flag_files_for_another_split(parse, tmp_path):
     with pytest.raises(config_lib.ConfigError, match="--labeled_fraction and --labeled_list"):
-        parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}",
-              "--labeled_fraction=0.25")
-    config = parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}",
-                   "--labeled_list=", "--labeled_fraction=0.25")
+        parse(
+            "--flagfile=configs/camvid_semi_1-8.flags",
+            f"--data_dir={tmp_path}",
+            "--labeled_fraction=0.25",
+        )
+    config = parse(
+        "--flagfile=configs/camvid_semi_1-8.flags",
+        f"--data_dir={tmp_path}",
+        "--labeled_list=",
+        "--labeled_fraction=0.25",
+    )
     assert (config.data.labeled_list, config.data.labeled_fraction) == (None, 0.25)
 
 
-@pytest.mark.parametrize("argument, flag", [
-    ("--scl_boxes=40", "--scl_boxes"),
-    ("--lambda_sc=-1", "--lambda_sc"),
-    ("--lambda_c=-0.5", "--lambda_c"),
-    ("--rampup_steps=-1", "--rampup_steps"),
-    ("--decoder_convs=0", "--decoder_convs"),
-    ("--decoder_kernel_size=5", "--decoder_kernel_size"),
-    ("--data_dir=/no/such/dir", "--data_dir"),
-])
+@pytest.mark.parametrize(
+    "argument, flag",
+    [
+        ("--scl_boxes=40", "--scl_boxes"),
+        ("--lambda_sc=-1", "--lambda_sc"),
+        ("--lambda_c=-0.5", "--lambda_c"),
+        ("--rampup_steps=-1", "--rampup_steps"),
+        ("--decoder_convs=0", "--decoder_convs"),
+        ("--decoder_kernel_size=5", "--decoder_kernel_size"),
+        ("--data_dir=/no/such/dir", "--data_dir"),
+    ],
+)
 def test_contradictory_flags_name_the_flag(parse, argument, flag):
     with pytest.raises(config_lib.ConfigError, match=flag):
         parse("--flagfile=configs/demo.flags", argument)

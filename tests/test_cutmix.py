@@ -18,8 +18,10 @@ def paint(boxes, height, width):
 @pytest.mark.parametrize("height, width", [(64, 96), (120, 80)])
 def test_union_is_about_half_the_image_over_many_seeds(height, width):
     sample = tf.function(lambda seed: cutmix.sample_boxes(seed, height, width, 32, 0.5))
-    unions = [np.mean(paint(sample(tf.constant([seed, 3])).numpy(), height, width) >= 0)
-              for seed in range(200)]
+    unions = [
+        np.mean(paint(sample(tf.constant([seed, 3])).numpy(), height, width) >= 0)
+        for seed in range(200)
+    ]
     assert abs(np.mean(unions) - 0.5) < 0.05
 
 
@@ -36,8 +38,12 @@ def test_boxes_lie_inside_the_image_and_are_deterministic():
 
 def test_masks_match_painting_later_boxes_cover_earlier():
     height, width, num_scl = 48, 64, 16
-    boxes = np.stack([cutmix.sample_boxes(tf.constant([seed, 0]), height, width, 32).numpy()
-                      for seed in range(3)])
+    boxes = np.stack(
+        [
+            cutmix.sample_boxes(tf.constant([seed, 0]), height, width, 32).numpy()
+            for seed in range(3)
+        ]
+    )
     mix, box_masks = cutmix.cutmix_masks(boxes, height, width, num_scl)
     assert mix.shape == (3, height, width, 1) and box_masks.shape == (3, num_scl, height, width)
     for b in range(3):

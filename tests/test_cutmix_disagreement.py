@@ -46,20 +46,27 @@ def test_context_makes_cutmix_cost_consistency(script, crops):
     assert images.shape == (4, 48, 64, 3) and labels.shape == (4, 48, 64)
 
 
-def test_frames_spread_over_the_split_and_bad_crops_are_named(script, camvid_mini_dir,
-                                                              tmp_path):
+def test_frames_spread_over_the_split_and_bad_crops_are_named(script, camvid_mini_dir, tmp_path):
     images, labels = script.load_frames("camvid", str(camvid_mini_dir), "val", 3)
     assert len(images) == len(labels) == 3 and images[0].shape[:2] == labels[0].shape
     assert labels[0].dtype == np.int32
     model = tmp_path / "model.keras"
     tiny_segmenter(num_classes=11).save(model)
-    command = [sys.executable, str(SCRIPT),
-               f"--model={model}", f"--data_dir={camvid_mini_dir}", "--images=3",
-               "--crops=32x48", "--boxes=4,1", f"--output={tmp_path / 'out.json'}"]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        f"--model={model}",
+        f"--data_dir={camvid_mini_dir}",
+        "--images=3",
+        "--crops=32x48",
+        "--boxes=4,1",
+        f"--output={tmp_path / 'out.json'}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "out.json").read_text())
     assert [row["boxes"] for row in record["rows"]] == [4, 1] and record["pairs"] == 3
-    too_big = subprocess.run(command[:-3] + ["--crops=400x480"], capture_output=True,
-                             text=True, timeout=300)
+    too_big = subprocess.run(
+        command[:-3] + ["--crops=400x480"], capture_output=True, text=True, timeout=300
+    )
     assert too_big.returncode != 0 and "--crops: 400x480 is larger" in too_big.stderr

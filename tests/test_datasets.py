@@ -19,14 +19,16 @@ def cityscapes_root(tmp_path):
 
 
 def test_cityscapes_pairs_and_coarse_unlabeled(cityscapes_root):
-    config = DataConfig("cityscapes", str(cityscapes_root), use_coarse_unlabeled=True,
-                        labeled_count=2)
+    config = DataConfig(
+        "cityscapes", str(cityscapes_root), use_coarse_unlabeled=True, labeled_count=2
+    )
     train = datasets.find_pairs(config, "train")
     assert len(train) == 6
     for sample in train:
         assert sample.image.endswith("_leftImg8bit.png")
         assert sample.label == sample.image.replace("leftImg8bit", "gtFine", 1).replace(
-            "_leftImg8bit.png", "_gtFine_labelIds.png")
+            "_leftImg8bit.png", "_gtFine_labelIds.png"
+        )
     assert len(datasets.find_pairs(config, "val")) == 2
     files = pipeline.train_files(config)
     assert len(files.labeled) == 2
@@ -36,8 +38,9 @@ def test_cityscapes_pairs_and_coarse_unlabeled(cityscapes_root):
 
 def test_cityscapes_train_ids_files(cityscapes_root):
     config = DataConfig("cityscapes", str(cityscapes_root), cityscapes_label_format="trainIds")
-    assert all(s.label.endswith("_gtFine_labelTrainIds.png")
-               for s in datasets.find_pairs(config, "train"))
+    assert all(
+        s.label.endswith("_gtFine_labelTrainIds.png") for s in datasets.find_pairs(config, "train")
+    )
 
 
 def test_camvid_mini_pairs(camvid_mini_dir):
@@ -55,8 +58,13 @@ def test_folder_dataset_pairs_by_stem_and_suffix(tmp_path):
     for name in ("a", "sub/b"):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "img" / f"{name}.jpg")
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "msk" / f"{name}_m.png")
-    config = DataConfig("folder", image_dir=str(tmp_path / "img"),
-                        mask_dir=str(tmp_path / "msk"), mask_suffix="_m", num_classes=2)
+    config = DataConfig(
+        "folder",
+        image_dir=str(tmp_path / "img"),
+        mask_dir=str(tmp_path / "msk"),
+        mask_suffix="_m",
+        num_classes=2,
+    )
     pairs = datasets.find_pairs(config, "train")
     assert [os.path.basename(s.label) for s in pairs] == ["a_m.png", "b_m.png"]
     with pytest.raises(DatasetError, match="--val_image_dir"):
@@ -99,16 +107,19 @@ def test_header_check_names_size_mismatch_and_bad_label_mode(camvid_mini_dir, tm
     assert f"label {labels[1]} has mode 'RGB'" in message
 
 
-@pytest.mark.parametrize("kwargs, flag", [
-    ({"labeled_fraction": 0.0}, "--labeled_fraction"),
-    ({"labeled_fraction": 1.5}, "--labeled_fraction"),
-    ({"labeled_count": 0}, "--labeled_count"),
-    ({"labeled_fraction": 0.5, "labeled_count": 3}, "--labeled_fraction and --labeled_count"),
-    ({"labeled_list": "/no/such/list.txt"}, "--labeled_list"),
-    ({"data_dir": "/no/such/folder"}, "--data_dir"),
-    ({"data_dir": None}, "--data_dir"),
-    ({"unlabeled_dirs": ("/no/such/folder",)}, "--unlabeled_dirs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, flag",
+    [
+        ({"labeled_fraction": 0.0}, "--labeled_fraction"),
+        ({"labeled_fraction": 1.5}, "--labeled_fraction"),
+        ({"labeled_count": 0}, "--labeled_count"),
+        ({"labeled_fraction": 0.5, "labeled_count": 3}, "--labeled_fraction and --labeled_count"),
+        ({"labeled_list": "/no/such/list.txt"}, "--labeled_list"),
+        ({"data_dir": "/no/such/folder"}, "--data_dir"),
+        ({"data_dir": None}, "--data_dir"),
+        ({"unlabeled_dirs": ("/no/such/folder",)}, "--unlabeled_dirs"),
+    ],
+)
 def test_bad_flags_name_the_flag(camvid_mini_dir, kwargs, flag):
     arguments = {"dataset": "camvid", "data_dir": str(camvid_mini_dir), **kwargs}
     with pytest.raises(ConfigError, match=flag):
@@ -124,23 +135,27 @@ def test_labeled_fraction_is_deterministic_and_written(camvid_mini_dir, tmp_path
     config = DataConfig("camvid", str(camvid_mini_dir), labeled_fraction=0.25, split_seed=3)
     files = pipeline.train_files(config, model_dir=str(tmp_path))
     again = pipeline.train_files(config)
-    other = pipeline.train_files(DataConfig("camvid", str(camvid_mini_dir),
-                                            labeled_fraction=0.25, split_seed=4))
+    other = pipeline.train_files(
+        DataConfig("camvid", str(camvid_mini_dir), labeled_fraction=0.25, split_seed=4)
+    )
     assert len(files.labeled) == 8 and len(files.unlabeled) == 24
     assert files.labeled == again.labeled and files.labeled != other.labeled
     assert not {s.image for s in files.labeled} & set(files.unlabeled)
     listed = (tmp_path / splits.LABELED_LIST_NAME).read_text().split()
     assert listed == [os.path.relpath(s.image, camvid_mini_dir) for s in files.labeled]
     # The written list reproduces the split.
-    from_list = pipeline.train_files(DataConfig("camvid", str(camvid_mini_dir),
-                                                labeled_list=str(tmp_path / "labeled_list.txt")))
+    from_list = pipeline.train_files(
+        DataConfig("camvid", str(camvid_mini_dir), labeled_list=str(tmp_path / "labeled_list.txt"))
+    )
     assert from_list.labeled == files.labeled
 
 
 def test_labeled_list_accepts_names_and_stems_and_reports_unknown(cityscapes_root, tmp_path):
     listing = tmp_path / "list.txt"
-    listing.write_text("# labeled\naachen_000000_000019\nbremen_000001_000019_leftImg8bit.png\n"
-                       "leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png\n")
+    listing.write_text(
+        "# labeled\naachen_000000_000019\nbremen_000001_000019_leftImg8bit.png\n"
+        "leftImg8bit/train/aachen/aachen_000002_000019_leftImg8bit.png\n"
+    )
     config = DataConfig("cityscapes", str(cityscapes_root), labeled_list=str(listing))
     files = pipeline.train_files(config)
     assert len(files.labeled) == 2 + 1 and len(files.unlabeled) == 3

@@ -11,8 +11,10 @@ import tf2onnx
 from scl_tf.export import dilated_conv
 
 
-@pytest.mark.parametrize("kernel_size, dilation, expected", [
-    (3, 1, (1, 1)), (3, 2, (2, 2)), (3, 12, (12, 12)), (2, 3, (1, 2)), (4, 2, (3, 3))])
+@pytest.mark.parametrize(
+    "kernel_size, dilation, expected",
+    [(3, 1, (1, 1)), (3, 2, (2, 2)), (3, 12, (12, 12)), (2, 3, (1, 2)), (4, 2, (3, 3))],
+)
 def test_same_pads(kernel_size, dilation, expected):
     assert dilated_conv.same_pads(kernel_size, dilation) == expected
 
@@ -32,8 +34,9 @@ def dilated_network():
 def to_onnx(model, rewriters):
     spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
     function = tf.function(lambda images: model(images))
-    proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=17,
-                                            custom_rewriter=rewriters)
+    proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=[spec], opset=17, custom_rewriter=rewriters
+    )
     return proto
 
 
@@ -42,9 +45,13 @@ def test_dynamic_same_dilations_become_dilated_convs_that_match_tensorflow():
     proto = to_onnx(model, [dilated_conv.rewrite_dynamic_same_dilations])
     op_types = [node.op_type for node in proto.graph.node]
     assert "SpaceToDepth" not in op_types and "DepthToSpace" not in op_types
-    dilations = sorted(tuple(attribute.ints) for node in proto.graph.node
-                       if node.op_type == "Conv" for attribute in node.attribute
-                       if attribute.name == "dilations")
+    dilations = sorted(
+        tuple(attribute.ints)
+        for node in proto.graph.node
+        if node.op_type == "Conv"
+        for attribute in node.attribute
+        if attribute.name == "dilations"
+    )
     assert dilations == [(1, 1), (1, 5), (2, 2), (3, 3), (4, 4)]
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)

@@ -11,8 +11,13 @@ HERE = pathlib.Path(__file__).parent
 
 
 def test_mirrored_step_equals_one_device_step():
-    result = subprocess.run([sys.executable, str(HERE / "distributed_check.py")],
-                            capture_output=True, text=True, timeout=300, cwd=HERE)
+    result = subprocess.run(
+        [sys.executable, str(HERE / "distributed_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=HERE,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = json.loads(result.stdout)
     one, two = runs["one_device"], runs["mirrored"]

@@ -47,32 +47,48 @@ CITYSCAPES_SCRIPT = textwrap.dedent("""
 def tiny_model(num_classes=NUM_CLASSES, seed=0):
     """1x1 convolutions: float RGB [B, H, W, 3] in [0, 255] -> logits, varied per pixel."""
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 64.0),
-                             keras.layers.Conv2D(8, 1, activation="tanh"),
-                             keras.layers.Conv2D(num_classes, 1)])
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 64.0),
+            keras.layers.Conv2D(8, 1, activation="tanh"),
+            keras.layers.Conv2D(num_classes, 1),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     """A Cityscapes tree whose val split has 4 frames in 2 cities, and a model file."""
     root = tmp_path_factory.mktemp("cityscapes")
-    make_cityscapes_tree(root, splits=(("val", ("frankfurt", "lindau"), 2),), height=24,
-                         width=40, seed=1)
+    make_cityscapes_tree(
+        root, splits=(("val", ("frankfurt", "lindau"), 2),), height=24, width=40, seed=1
+    )
     tiny_model().save(str(root / "model.keras"))
     return root
 
 
 def val_samples(root):
-    return datasets.find_pairs(config_lib.DataConfig(dataset="cityscapes", data_dir=str(root)),
-                               "val")
+    return datasets.find_pairs(
+        config_lib.DataConfig(dataset="cityscapes", data_dir=str(root)), "val"
+    )
 
 
 def cityscapes_scores(root, *folders):
     """{folder: {label name: IoU}} from cityscapesscripts' evalPixelLevelSemanticLabeling."""
-    env = {**os.environ, "CITYSCAPES_DATASET": str(root), "CITYSCAPES_RESULTS": str(folders[0]),
-           "CITYSCAPES_EXPORT_DIR": str(root)}
-    result = subprocess.run([sys.executable, "-c", CITYSCAPES_SCRIPT, *map(str, folders)],
-                            capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        "CITYSCAPES_DATASET": str(root),
+        "CITYSCAPES_RESULTS": str(folders[0]),
+        "CITYSCAPES_EXPORT_DIR": str(root),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", CITYSCAPES_SCRIPT, *map(str, folders)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -95,28 +111,39 @@ def test_scores_equal_cityscapesscripts(tree, tmp_path):
     model_predictions = tmp_path / "model"
     paths, base = list_inputs(str(tree / "leftImg8bit" / "val"))
     predictor = predictors.load_predictor(str(tree / "model.keras"))
-    predict_files(predictor, paths, output_paths(paths, base, str(model_predictions)),
-                  config_lib.InferenceConfig(), "labelIds", spec, verbose=False)
+    predict_files(
+        predictor,
+        paths,
+        output_paths(paths, base, str(model_predictions)),
+        config_lib.InferenceConfig(),
+        "labelIds",
+        spec,
+        verbose=False,
+    )
     random_predictions = tmp_path / "random"
     write_random_label_ids(tree, random_predictions)
     reference = cityscapes_scores(tree, model_predictions, random_predictions)
 
     for folder in (model_predictions, random_predictions):
-        ours = evaluate.evaluate_predictions(evaluate.pair_predictions(samples, str(folder)),
-                                             spec, "labelIds")
+        ours = evaluate.evaluate_predictions(
+            evaluate.pair_predictions(samples, str(folder)), spec, "labelIds"
+        )
         theirs = reference[str(folder)]
         for name, iou in zip(spec.class_names, ours.class_iou()):
-            assert (np.isnan(iou) and np.isnan(theirs[name])) or \
-                iou == pytest.approx(theirs[name], abs=1e-6), name
+            assert (np.isnan(iou) and np.isnan(theirs[name])) or iou == pytest.approx(
+                theirs[name], abs=1e-6
+            ), name
         defined = [theirs[name] for name in spec.class_names if not np.isnan(theirs[name])]
         assert ours.miou() == pytest.approx(np.mean(defined), abs=1e-6)
     assert ours.confusion[:, -1].sum() > 0  # the random predictions hold void ids
 
     # Running the model directly scores the same pixels as its written predictions.
-    direct = evaluate.evaluate_model(predictor, samples, spec, config_lib.InferenceConfig(),
-                                     verbose=False)
+    direct = evaluate.evaluate_model(
+        predictor, samples, spec, config_lib.InferenceConfig(), verbose=False
+    )
     written = evaluate.evaluate_predictions(
-        evaluate.pair_predictions(samples, str(model_predictions)), spec, "labelIds")
+        evaluate.pair_predictions(samples, str(model_predictions)), spec, "labelIds"
+    )
     np.testing.assert_array_equal(direct.confusion, written.confusion)
     assert direct.num_images == 4 and direct.seconds_per_image > 0
 
@@ -132,8 +159,10 @@ def test_unpaired_prediction_names_are_listed(tree, tmp_path):
     message = str(error.value)
     assert f"image without prediction: {tree}/leftImg8bit/val/" in message
     assert missing.name in message
-    assert "prediction without image: " + str(folder / "stray_000000_000019_leftImg8bit.png") \
+    assert (
+        "prediction without image: " + str(folder / "stray_000000_000019_leftImg8bit.png")
         in message
+    )
 
 
 def test_bad_prediction_files_are_named(tree, tmp_path):
@@ -143,19 +172,26 @@ def test_bad_prediction_files_are_named(tree, tmp_path):
     victim = folder / os.path.basename(samples[0].image)
     Image.fromarray(np.full((24, 40), 200, np.uint8)).save(victim)
     with pytest.raises(DatasetError, match=f"prediction {victim} holds values .*200"):
-        evaluate.evaluate_predictions(evaluate.pair_predictions(samples, str(folder)),
-                                      labels_lib.cityscapes(), "labelIds")
+        evaluate.evaluate_predictions(
+            evaluate.pair_predictions(samples, str(folder)), labels_lib.cityscapes(), "labelIds"
+        )
     Image.fromarray(np.zeros((12, 40), np.uint8)).save(victim)
     with pytest.raises(DatasetError, match="size mismatch"):
-        evaluate.evaluate_predictions(evaluate.pair_predictions(samples, str(folder)),
-                                      labels_lib.cityscapes(), "labelIds")
+        evaluate.evaluate_predictions(
+            evaluate.pair_predictions(samples, str(folder)), labels_lib.cityscapes(), "labelIds"
+        )
 
 
 def test_class_count_mismatch_is_reported(tree):
     predictor = predictors.keras_predictor(tiny_model(num_classes=5), "five-class model")
     with pytest.raises(predictors.ModelError, match="predicts 5 classes, the cityscapes"):
-        evaluate.evaluate_model(predictor, val_samples(tree), labels_lib.cityscapes(),
-                                config_lib.InferenceConfig(), verbose=False)
+        evaluate.evaluate_model(
+            predictor,
+            val_samples(tree),
+            labels_lib.cityscapes(),
+            config_lib.InferenceConfig(),
+            verbose=False,
+        )
 
 
 def test_model_dir_alone_finds_its_dataset_and_gets_the_json(tree, tmp_path):
@@ -163,8 +199,11 @@ def test_model_dir_alone_finds_its_dataset_and_gets_the_json(tree, tmp_path):
     the JSON lands in the run's folder."""
     run = tmp_path / "run"
     data = config_lib.DataConfig(dataset="cityscapes", data_dir=str(tree))
-    run_dir.write_config(config_lib.Config(data=data, model_dir=str(run)), NUM_CLASSES,
-                         labels_lib.cityscapes().class_names)
+    run_dir.write_config(
+        config_lib.Config(data=data, model_dir=str(run)),
+        NUM_CLASSES,
+        labels_lib.cityscapes().class_names,
+    )
     tiny_model().save(str(run / run_dir.EXPORT_NAME))
     flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(model_dir=str(run), scales=["0.5", "1"], tile="16"):
@@ -176,9 +215,22 @@ def test_model_dir_alone_finds_its_dataset_and_gets_the_json(tree, tmp_path):
 
 def test_command_line_writes_table_and_json(tree):
     result = subprocess.run(
-        [sys.executable, "-m", "scl_tf.evaluate", "--dataset=cityscapes", f"--data_dir={tree}",
-         f"--model={tree / 'model.keras'}", "--scales=0.5,1.0,2.0", "--flip", "--tile=16x16"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "scl_tf.evaluate",
+            "--dataset=cityscapes",
+            f"--data_dir={tree}",
+            f"--model={tree / 'model.keras'}",
+            "--scales=0.5,1.0,2.0",
+            "--flip",
+            "--tile=16x16",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "mIoU" in result.stdout and "pixel accuracy" in result.stdout
     path = tree / "eval_model.keras_val_s0.5-1-2_flip_tile16x16.json"

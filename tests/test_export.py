@@ -22,13 +22,19 @@ FRAME = os.path.join(REPO_ROOT, "data", "camvid_mini", "val", "0016E5_07959.png"
 
 def tiny_model(num_classes):
     """MobileNetV2 DeepLabV3+ with a narrow head: real layers, little CPU time."""
-    return build_model("mobilenetv2", num_classes, output_stride=16, aspp_filters=16,
-                       decoder_filters=16)
+    return build_model(
+        "mobilenetv2", num_classes, output_stride=16, aspp_filters=16, decoder_filters=16
+    )
 
 
 def run_script(name, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "export", name), *args],
-                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, "export", name), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +45,9 @@ def keras_model():
 
 @pytest.fixture(scope="module")
 def cityscapes_info():
-    return metadata.make_info("cityscapes", "mobilenetv2", 16,
-                              labels_lib.cityscapes().class_names, "ema")
+    return metadata.make_info(
+        "cityscapes", "mobilenetv2", 16, labels_lib.cityscapes().class_names, "ema"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,23 +66,28 @@ def tf_model(saved_model):
 def onnx_cli(saved_model, tmp_path_factory):
     """(path, stdout) of export/to_onnx.py on the SavedModel: dynamic size, fp32, one frame."""
     path = str(tmp_path_factory.mktemp("onnx") / "model.onnx")
-    result = run_script("to_onnx.py", f"--source={saved_model}", f"--output={path}",
-                        "--parity_frames=1")
+    result = run_script(
+        "to_onnx.py", f"--source={saved_model}", f"--output={path}", "--parity_frames=1"
+    )
     assert result.returncode == 0, result.stderr
     return path, result.stdout
 
 
 # --- SavedModel ---------------------------------------------------------------------------------
 
+
 def test_saved_model_serves_float_and_uint8_of_any_size(keras_model, tf_model):
     images = parity.random_images(2, (45, 61), seed=3)
     logits = keras_model(images).numpy()
     table = np.array(labels_lib.cityscapes().train_id_to_value)
-    for signature, inputs in ((serving.SIGNATURE_FLOAT, images),
-                              (serving.SIGNATURE_UINT8, images.astype(np.uint8))):
+    for signature, inputs in (
+        (serving.SIGNATURE_FLOAT, images),
+        (serving.SIGNATURE_UINT8, images.astype(np.uint8)),
+    ):
         outputs = tf_model.signatures[signature](images=tf.constant(inputs))
-        np.testing.assert_allclose(outputs["probabilities"].numpy(), parity.softmax(logits),
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            outputs["probabilities"].numpy(), parity.softmax(logits), atol=1e-5
+        )
         np.testing.assert_array_equal(outputs["labels"].numpy(), logits.argmax(-1))
         np.testing.assert_array_equal(outputs["label_ids"].numpy(), table[logits.argmax(-1)])
     outputs = tf_model.signatures[serving.SIGNATURE_LOGITS](images=tf.constant(images))
@@ -96,8 +108,9 @@ def test_model_dir_source_gives_the_exported_teacher(write_small_run, tmp_path):
     assert source.info.label_ids is None and source.info.outputs == ("probabilities", "labels")
     images = parity.random_images(1, (32, 48), seed=1)
     outputs = source.signatures[serving.SIGNATURE_FLOAT](images=tf.constant(images))
-    np.testing.assert_allclose(outputs["probabilities"].numpy(),
-                               parity.softmax(model(images).numpy()), atol=1e-5)
+    np.testing.assert_allclose(
+        outputs["probabilities"].numpy(), parity.softmax(model(images).numpy()), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("path", ["/nonexistent/run", REPO_ROOT])
@@ -117,6 +130,7 @@ def test_missing_model_dir_is_named():
 
 # --- ONNX ---------------------------------------------------------------------------------------
 
+
 def test_to_onnx_fp32_matches_tensorflow_on_random_and_real_frames(onnx_cli):
     path, stdout = onnx_cli
     assert "parity fp32 vs TensorFlow on 3 inputs" in stdout
@@ -128,9 +142,12 @@ def test_to_onnx_fp32_matches_tensorflow_on_random_and_real_frames(onnx_cli):
     # Dilated convolutions stay convolutions at dynamic size (scl_tf/export/dilated_conv.py).
     op_types = {node.op_type for node in model.graph.node}
     assert not op_types & {"SpaceToDepth", "DepthToSpace"}
-    assert any(attribute.name == "dilations" and max(attribute.ints) > 1
-               for node in model.graph.node if node.op_type == "Conv"
-               for attribute in node.attribute)
+    assert any(
+        attribute.name == "dilations" and max(attribute.ints) > 1
+        for node in model.graph.node
+        if node.op_type == "Conv"
+        for attribute in node.attribute
+    )
 
 
 def test_onnx_metadata_round_trips(onnx_cli, tf_model):
@@ -146,8 +163,9 @@ def test_onnx_metadata_round_trips(onnx_cli, tf_model):
 
 def test_onnx_fp16_static_size_agrees_and_rejects_other_sizes(tf_model):
     cases = parity.parity_cases((64, 96), [FRAME])
-    model, report = convert.export_onnx(tf_model, cases, input_size=(64, 96), fp16=True,
-                                        probabilities=True)
+    model, report = convert.export_onnx(
+        tf_model, cases, input_size=(64, 96), fp16=True, probabilities=True
+    )
     # A random network's 19 logits are nearly tied at every pixel, so float16 rounding alone
     # flips ~0.1% of its labels (seed-dependent); the 99.9% criterion is for trained models
     # (export/check_backbones.py). A broken conversion flips far more and moves probabilities.
@@ -159,10 +177,14 @@ def test_onnx_fp16_static_size_agrees_and_rejects_other_sizes(tf_model):
     info = runtime.model_info(session, "fp16.onnx")
     assert info.precision == "fp16" and info.input_size == (64, 96)
     outputs = runtime.run(session, cases[0].images)
-    np.testing.assert_allclose(outputs["probabilities"], parity.softmax(outputs["logits"]),
-                               atol=2e-3)
-    with pytest.raises(ValueError, match=r"--size: 64x128 does not fit fp16.onnx, exported for "
-                                         r"64x96 only"):
+    np.testing.assert_allclose(
+        outputs["probabilities"], parity.softmax(outputs["logits"]), atol=2e-3
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"--size: 64x128 does not fit fp16.onnx, exported for "
+        r"64x96 only",
+    ):
         runtime.check_input_size(session, (64, 128), "--size", "fp16.onnx")
 
 
@@ -176,11 +198,14 @@ def test_bound_runner_on_cpu_matches_plain_run(onnx_cli):
         np.testing.assert_array_equal(bound[name], plain[name])
 
 
-@pytest.mark.parametrize("text, error", [
-    ("360x480", "--input_size: 360x480 is not divisible by the model's output stride 16"),
-    ("64xab", "--input_size: expected HxW or N"),
-    ("0x64", "--input_size: must be positive"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("360x480", "--input_size: 360x480 is not divisible by the model's output stride 16"),
+        ("64xab", "--input_size: expected HxW or N"),
+        ("0x64", "--input_size: must be positive"),
+    ],
+)
 def test_bad_static_input_size_is_named(text, error):
     with pytest.raises(ConfigError, match=error):
         convert.parse_input_size(text, 16)
@@ -200,8 +225,9 @@ def test_opset_out_of_range_is_named(opset):
 
 def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
     overlay = str(tmp_path / "overlay.png")
-    result = run_script("predict_onnx.py", f"--model={onnx_cli[0]}", f"--image={FRAME}",
-                        f"--output={overlay}")
+    result = run_script(
+        "predict_onnx.py", f"--model={onnx_cli[0]}", f"--image={FRAME}", f"--output={overlay}"
+    )
     assert result.returncode == 0, result.stderr
     assert "(360x480) segmented with onnxruntime (CPUExecutionProvider)" in result.stdout
     assert f"overlay written to {overlay}" in result.stdout
@@ -211,10 +237,18 @@ def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
 
 # --- benchmark CLI ------------------------------------------------------------------------------
 
+
 def test_benchmark_cli_times_onnxruntime(onnx_cli, tmp_path):
     output = str(tmp_path / "bench.json")
-    result = run_script("benchmark.py", f"--model={onnx_cli[0]}", "--size=64x96", "--batch=2",
-                        "--iters=3", "--warmup=1", f"--output={output}")
+    result = run_script(
+        "benchmark.py",
+        f"--model={onnx_cli[0]}",
+        "--size=64x96",
+        "--batch=2",
+        "--iters=3",
+        "--warmup=1",
+        f"--output={output}",
+    )
     assert result.returncode == 0, result.stderr
     assert "onnxruntime (CPUExecutionProvider, IOBinding)" in result.stdout
     with open(output) as source:
@@ -225,20 +259,26 @@ def test_benchmark_cli_times_onnxruntime(onnx_cli, tmp_path):
 
 def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
     images = parity.random_images(2, (64, 96), seed=0)
-    calls = {"onnxruntime": runtime.BoundRunner(runtime.create_session(onnx_cli[0]), images,
-                                                runtime.RuntimeOptions()),
-             "tensorflow": serving.signature_runner(tf_model, serving.SIGNATURE_LOGITS, images)}
+    calls = {
+        "onnxruntime": runtime.BoundRunner(
+            runtime.create_session(onnx_cli[0]), images, runtime.RuntimeOptions()
+        ),
+        "tensorflow": serving.signature_runner(tf_model, serving.SIGNATURE_LOGITS, images),
+    }
     times = bench.time_side_by_side(calls, iters=2, warmup=1)
     assert bench.paired_ratio(times["onnxruntime"], times["tensorflow"]) > 0
     assert bench.summarize(times["tensorflow"], batch=2).images_per_s > 0
 
 
-@pytest.mark.parametrize("args, error", [
-    (["--provider=opencl"], "--provider: expected one of cpu, cuda, tensorrt, got 'opencl'"),
-    (["--model=/nonexistent.onnx"], "--model: no such ONNX file: /nonexistent.onnx"),
-    (["--iters=0"], "--iters: must be >= 1"),
-    (["--size=64x96x3"], "--size: expected HxW or N"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["--provider=opencl"], "--provider: expected one of cpu, cuda, tensorrt, got 'opencl'"),
+        (["--model=/nonexistent.onnx"], "--model: no such ONNX file: /nonexistent.onnx"),
+        (["--iters=0"], "--iters: must be >= 1"),
+        (["--size=64x96x3"], "--size: expected HxW or N"),
+    ],
+)
 def test_benchmark_cli_names_bad_input(args, error):
     result = run_script("benchmark.py", "--model=/nonexistent.onnx", *args)
     assert result.returncode == 1 and error in result.stderr, result.stderr
@@ -247,10 +287,17 @@ def test_benchmark_cli_names_bad_input(args, error):
 def test_imagenet_lite0_exports_with_parity(tmp_path):
     """EfficientNet-Lite0 (ImageNet backbone: real activations) through SavedModel and ONNX."""
     keras.utils.set_random_seed(0)
-    model = build_model("efficientnet_lite0", 11, output_stride=16, weights="imagenet",
-                        aspp_filters=16, decoder_filters=16)
-    info = metadata.make_info("camvid", "efficientnet_lite0", 16,
-                              labels_lib.CAMVID_CLASS_NAMES, "ema")
+    model = build_model(
+        "efficientnet_lite0",
+        11,
+        output_stride=16,
+        weights="imagenet",
+        aspp_filters=16,
+        decoder_filters=16,
+    )
+    info = metadata.make_info(
+        "camvid", "efficientnet_lite0", 16, labels_lib.CAMVID_CLASS_NAMES, "ema"
+    )
     serving.save_saved_model(model, info, str(tmp_path / "saved_model"))
     tf_model = serving.load_saved_model(str(tmp_path / "saved_model"))
     cases = parity.parity_cases((64, 96), [FRAME])

@@ -50,15 +50,16 @@ def test_tile_starts_cover_the_axis_with_overlap():
         assert all(0 < b - a <= stride for a, b in zip(starts, starts[1:]))
 
 
-@pytest.mark.parametrize("length,tile,stride", [(40, None, None), (25, 10, 7), (100, 30, 11),
-                                                (31, 30, 30)])
+@pytest.mark.parametrize(
+    "length,tile,stride", [(40, None, None), (25, 10, 7), (100, 30, 11), (31, 30, 30)]
+)
 def test_tile_weights_sum_to_one_at_every_pixel(length, tile, stride):
     starts = inference.tile_starts(length, tile, stride)
     weights = inference.tile_weights(length, tile, starts)
     total = np.zeros(length)
     for start, weight in zip(starts, weights):
         assert np.all(weight > 0)
-        total[start:start + len(weight)] += weight
+        total[start : start + len(weight)] += weight
     np.testing.assert_allclose(total, 1.0, rtol=1e-6)
 
 
@@ -71,12 +72,15 @@ def test_bilinear_taps_reproduce_tf_resize(in_size, out_size):
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
-@pytest.mark.parametrize("config", [
-    InferenceConfig(),
-    InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True),
-    InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True, tile=(16, 16)),
-    InferenceConfig(scales=(0.75, 1.5), tile=(9, 13), tile_stride=(5, 7)),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        InferenceConfig(),
+        InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True),
+        InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True, tile=(16, 16)),
+        InferenceConfig(scales=(0.75, 1.5), tile=(9, 13), tile_stride=(5, 7)),
+    ],
+)
 def test_scales_flip_and_tiles_give_the_whole_image_result(config):
     """With a 1-pixel receptive field, tiles and flips change nothing: the result is the
     whole-image multi-scale average, computed here with tf.image.resize."""
@@ -89,6 +93,7 @@ def test_scales_flip_and_tiles_give_the_whole_image_result(config):
 def test_flip_averages_the_mirrored_prediction():
     """A model that prefers class 0 towards the right edge: with flip, each pixel averages
     its own prediction and the mirror pixel's."""
+
     def rightward(images):
         width = images.shape[2]
         logits = np.zeros(images.shape[:3] + (2,), np.float32)
@@ -105,16 +110,22 @@ def test_flip_averages_the_mirrored_prediction():
 def test_tiled_keras_model_equals_whole_image_where_receptive_field_allows():
     """A Keras network of 1x1 convolutions (receptive field 1 pixel) run through the Keras
     predictor: tiles at 3 scales with flip equal the untiled run."""
-    model = keras.Sequential([keras.Input((None, None, 3)),
-                              keras.layers.Rescaling(1 / 255.0),
-                              keras.layers.Conv2D(8, 1, activation="relu"),
-                              keras.layers.Conv2D(NUM_CLASSES, 1)])
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(8, 1, activation="relu"),
+            keras.layers.Conv2D(NUM_CLASSES, 1),
+        ]
+    )
     predictor = keras_predictor(model, "test model")
     image = random_image(seed=2, height=30, width=44)
     whole = inference.predict_probabilities(
-        predictor, image, InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True))
+        predictor, image, InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True)
+    )
     tiled = inference.predict_probabilities(
-        predictor, image, InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True, tile=(12, 16)))
+        predictor, image, InferenceConfig(scales=(0.5, 1.0, 2.0), flip=True, tile=(12, 16))
+    )
     np.testing.assert_allclose(tiled, whole, atol=2e-6)
 
 

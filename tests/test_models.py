@@ -106,12 +106,22 @@ def test_low_level_stride_is_configurable():
 
 def test_decoder_convolutions_are_configurable():
     def decoder_kernels(model):
-        return [layer.kernel.shape for layer in model.layers
-                if layer.name.startswith("decoder_conv") and isinstance(layer, keras.layers.Conv2D)]
+        return [
+            layer.kernel.shape
+            for layer in model.layers
+            if layer.name.startswith("decoder_conv") and isinstance(layer, keras.layers.Conv2D)
+        ]
 
     paper = build_model("mobilenetv2", 3, 16, aspp_filters=16, decoder_filters=8)
-    light = build_model("mobilenetv2", 3, 16, aspp_filters=16, decoder_filters=8,
-                        decoder_convs=1, decoder_kernel_size=1)
+    light = build_model(
+        "mobilenetv2",
+        3,
+        16,
+        aspp_filters=16,
+        decoder_filters=8,
+        decoder_convs=1,
+        decoder_kernel_size=1,
+    )
     assert decoder_kernels(paper) == [(3, 3, 16 + 48, 8), (3, 3, 8, 8)]
     assert decoder_kernels(light) == [(1, 1, 16 + 48, 8)]
     assert light(random_images(64, 96)).shape == (1, 64, 96, 3)

@@ -52,8 +52,12 @@ def test_polynomial_schedule_reaches_zero_at_the_end():
 def test_decoupled_mode_is_keras_weight_decay():
     w0, target, lr, wd = np.array([1.0, -1.0]), np.zeros(2), 0.1, 0.1
     coupled = run(optim.build_optimizer(lr, 10**6, weight_decay=wd), 1, w0, target)
-    decoupled = run(optim.build_optimizer(lr, 10**6, weight_decay=wd,
-                                          weight_decay_mode="decoupled"), 1, w0, target)
+    decoupled = run(
+        optim.build_optimizer(lr, 10**6, weight_decay=wd, weight_decay_mode="decoupled"),
+        1,
+        w0,
+        target,
+    )
     # Keras shrinks w by lr * wd, then takes the plain step with the gradient at w0.
     np.testing.assert_allclose(decoupled[0], w0 * (1 - lr * wd) - lr * (w0 - target), rtol=1e-5)
     np.testing.assert_allclose(coupled[0], w0 - lr * ((w0 - target) + wd * w0), rtol=1e-5)

@@ -25,14 +25,18 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 def tiny_model(num_classes=NUM_CLASSES, seed=0):
     """1x1 convolutions: float RGB [B, H, W, 3] in [0, 255] -> logits, varied per pixel."""
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(1 / 64.0),
-                             keras.layers.Conv2D(8, 1, activation="tanh"),
-                             keras.layers.Conv2D(num_classes, 1)])
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Rescaling(1 / 64.0),
+            keras.layers.Conv2D(8, 1, activation="tanh"),
+            keras.layers.Conv2D(num_classes, 1),
+        ]
+    )
 
 
 def random_images(batch=2, height=9, width=14, seed=0):
-    return np.random.default_rng(seed).uniform(0, 255, (batch, height, width, 3)).astype(
-        np.float32)
+    return np.random.default_rng(seed).uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
 
 
 def reference(model, images):
@@ -56,8 +60,9 @@ def test_keras_file(model, tmp_path):
 def cityscapes_export_info():
     from scl_tf.export import metadata
 
-    return metadata.make_info("cityscapes", "mobilenetv2", 16,
-                              labels_lib.cityscapes().class_names, "ema")
+    return metadata.make_info(
+        "cityscapes", "mobilenetv2", 16, labels_lib.cityscapes().class_names, "ema"
+    )
 
 
 def test_saved_model_of_keras_export(model, tmp_path):
@@ -86,8 +91,9 @@ def test_saved_model_with_uint8_input_and_named_outputs(model, tmp_path):
     path = str(tmp_path / "uint8")
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
     images = np.round(random_images())
-    np.testing.assert_allclose(predictors.load_predictor(path)(images + 0.3),
-                               reference(model, images), atol=1e-6)
+    np.testing.assert_allclose(
+        predictors.load_predictor(path)(images + 0.3), reference(model, images), atol=1e-6
+    )
 
 
 def test_onnx_dynamic_and_fixed_size(model, tmp_path):
@@ -117,19 +123,21 @@ def test_onnx_dynamic_and_fixed_size(model, tmp_path):
     np.testing.assert_allclose(fixed_predictor(small), reference(model, small), atol=1e-5)
     with pytest.raises(predictors.ModelError, match="--tile=8x12"):
         fixed_predictor(random_images(batch=1, height=9, width=7))
-    config = predictors.with_model_tiles(config_lib.InferenceConfig(scales=(1.0, 1.5)),
-                                         fixed_predictor)
+    config = predictors.with_model_tiles(
+        config_lib.InferenceConfig(scales=(1.0, 1.5)), fixed_predictor
+    )
     assert config.tile == (8, 12)
     image = random_images(batch=1, height=20, width=30)[0]
-    np.testing.assert_allclose(inference.predict_probabilities(fixed_predictor, image, config),
-                               inference.predict_probabilities(predictor, image, config.__class__(
-                                   scales=(1.0, 1.5))), atol=1e-5)
+    np.testing.assert_allclose(
+        inference.predict_probabilities(fixed_predictor, image, config),
+        inference.predict_probabilities(predictor, image, config.__class__(scales=(1.0, 1.5))),
+        atol=1e-5,
+    )
 
 
 def test_choose_output_by_name():
     assert predictors.choose_output(["labels", "logits", "probabilities"], "m") == ("logits", True)
-    assert predictors.choose_output(["label_ids", "probabilities"], "m") == (
-        "probabilities", False)
+    assert predictors.choose_output(["label_ids", "probabilities"], "m") == ("probabilities", False)
     assert predictors.choose_output(["output_0"], "m") == ("output_0", True)
     with pytest.raises(predictors.ModelError, match="m: no output named like"):
         predictors.choose_output(["labels", "label_ids"], "m")
@@ -157,10 +165,16 @@ def write_images(folder, sizes=((10, 16), (7, 9))):
 def test_input_listing_and_output_names(tmp_path):
     write_images(tmp_path / "in")
     paths, base = list_inputs(str(tmp_path / "in"))
-    assert [os.path.relpath(p, base) for p in paths] == ["b.jpg", "city/a_leftImg8bit.png",
-                                                         "corrupt.png"]
-    assert output_paths(paths, base, "out") == ["out/b.png", "out/city/a_leftImg8bit.png",
-                                                "out/corrupt.png"]
+    assert [os.path.relpath(p, base) for p in paths] == [
+        "b.jpg",
+        "city/a_leftImg8bit.png",
+        "corrupt.png",
+    ]
+    assert output_paths(paths, base, "out") == [
+        "out/b.png",
+        "out/city/a_leftImg8bit.png",
+        "out/corrupt.png",
+    ]
     globbed, glob_base = list_inputs(str(tmp_path / "in" / "**" / "*_leftImg8bit.png"))
     assert output_paths(globbed, glob_base, "out") == ["out/a_leftImg8bit.png"]
     (tmp_path / "in" / "b.png").write_bytes(b"")
@@ -176,8 +190,15 @@ def test_predict_files_writes_each_format_and_skips_unreadable(model, tmp_path, 
     paths, base = list_inputs(str(tmp_path / "in"))
     outputs = output_paths(paths, base, str(tmp_path / "out"))
     spec = labels_lib.cityscapes()
-    result = predict_files(keras_predictor(model), paths, outputs, config_lib.InferenceConfig(),
-                           fmt, spec, verbose=False)
+    result = predict_files(
+        keras_predictor(model),
+        paths,
+        outputs,
+        config_lib.InferenceConfig(),
+        fmt,
+        spec,
+        verbose=False,
+    )
     assert [path for path, _ in result.skipped] == [str(tmp_path / "in" / "corrupt.png")]
     assert result.written == outputs[:2]
     written = np.asarray(Image.open(outputs[1]))  # city/a_leftImg8bit.png, 10x16
@@ -206,8 +227,9 @@ def test_label_values_of_each_dataset():
 def fake_run(root, data_dir, model):
     """A model dir as scl_tf.train leaves it: config.json and model.keras."""
     data = config_lib.DataConfig(dataset="camvid", data_dir=str(data_dir))
-    run_dir.write_config(config_lib.Config(data=data, model_dir=str(root)), 11,
-                         labels_lib.CAMVID_CLASS_NAMES)
+    run_dir.write_config(
+        config_lib.Config(data=data, model_dir=str(root)), 11, labels_lib.CAMVID_CLASS_NAMES
+    )
     model.save(str(root / run_dir.EXPORT_NAME))
     return root
 
@@ -216,9 +238,22 @@ def test_command_line_overlays_from_a_model_dir(tmp_path, camvid_mini_dir):
     run = fake_run(tmp_path / "run", camvid_mini_dir, tiny_model(11))
     write_images(tmp_path / "in")
     result = subprocess.run(
-        [sys.executable, "-m", "scl_tf.predict", f"--model={run}", f"--input={tmp_path / 'in'}",
-         f"--output={tmp_path / 'out'}", "--format=overlay", "--scales=0.5,1", "--flip"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "scl_tf.predict",
+            f"--model={run}",
+            f"--input={tmp_path / 'in'}",
+            f"--output={tmp_path / 'out'}",
+            "--format=overlay",
+            "--scales=0.5,1",
+            "--flip",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     assert "Wrote 2 overlay PNG(s)" in result.stdout
     assert "skipped unreadable image" in result.stderr and "corrupt.png" in result.stderr

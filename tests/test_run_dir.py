@@ -17,17 +17,24 @@ CLASSES = ("road", "car", "sky")
 def run(tmp_path_factory, camvid_mini_dir):
     """A model dir with config.json, one checkpoint and model.keras (= the student)."""
     model_dir = str(tmp_path_factory.mktemp("run"))
-    config = Config(data=DataConfig("camvid", str(camvid_mini_dir)),
-                    model=ModelConfig(backbone="mobilenetv2", output_stride=16,
-                                      decoder_convs=1, decoder_kernel_size=1),
-                    train=TrainConfig(eval_weights="ema"), model_dir=model_dir)
+    config = Config(
+        data=DataConfig("camvid", str(camvid_mini_dir)),
+        model=ModelConfig(
+            backbone="mobilenetv2", output_stride=16, decoder_convs=1, decoder_kernel_size=1
+        ),
+        train=TrainConfig(eval_weights="ema"),
+        model_dir=model_dir,
+    )
     run_dir.write_config(config, len(CLASSES), CLASSES)
     student, teacher = run_dir.build_networks(config.model, len(CLASSES))
     teacher.set_weights([w * 0.5 for w in student.get_weights()])
     step = tf.Variable(7, dtype=tf.int64)
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(student=student, teacher=teacher, step=step),
-        os.path.join(model_dir, run_dir.LATEST_FOLDER), max_to_keep=1, step_counter=step)
+        os.path.join(model_dir, run_dir.LATEST_FOLDER),
+        max_to_keep=1,
+        step_counter=step,
+    )
     manager.save(checkpoint_number=step)
     student.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
     image = np.random.default_rng(0).uniform(0, 255, (1, 48, 64, 3)).astype(np.float32)
@@ -36,14 +43,17 @@ def run(tmp_path_factory, camvid_mini_dir):
 
 def test_info_round_trips(run):
     info = run_dir.read_info(run[0])
-    assert info.model == ModelConfig(backbone="mobilenetv2", output_stride=16, decoder_convs=1,
-                                     decoder_kernel_size=1)
+    assert info.model == ModelConfig(
+        backbone="mobilenetv2", output_stride=16, decoder_convs=1, decoder_kernel_size=1
+    )
     assert (info.num_classes, info.class_names) == (3, CLASSES)
     assert (info.dataset, info.eval_weights) == ("camvid", "ema")
 
 
-@pytest.mark.parametrize("checkpoint, eval_weights, expected", [
-    ("final", None, 2), ("latest", None, 3), ("latest", "student", 2), ("final", "ema", 3)])
+@pytest.mark.parametrize(
+    "checkpoint, eval_weights, expected",
+    [("final", None, 2), ("latest", None, 3), ("latest", "student", 2), ("final", "ema", 3)],
+)
 def test_load_model_picks_the_asked_weights(run, checkpoint, eval_weights, expected):
     model_dir, image = run[0], run[1]
     model = run_dir.load_model(model_dir, checkpoint=checkpoint, eval_weights=eval_weights)

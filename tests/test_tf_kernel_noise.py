@@ -37,8 +37,17 @@ def test_a_model_dir_is_run_with_both_kernels(write_small_run, tmp_path):
     write_small_run(str(tmp_path / "run"))
     output = tmp_path / "noise.json"
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), f"--source={tmp_path / 'run'}", "--parity_frames=1",
-         f"--output={output}"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(SCRIPT),
+            f"--source={tmp_path / 'run'}",
+            "--parity_frames=1",
+            f"--output={output}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(output.read_text())
     names = [case["name"] for case in record["cases"]]
@@ -50,7 +59,11 @@ def test_a_model_dir_is_run_with_both_kernels(write_small_run, tmp_path):
 
 
 def test_a_missing_source_is_named(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), f"--source={tmp_path / 'none'}"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), f"--source={tmp_path / 'none'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode != 0 and f"--source={tmp_path / 'none'}" in result.stderr
     assert "neither a model dir" in result.stderr

@@ -24,9 +24,14 @@ def free_port():
 
 
 def launch(strategy, model_dir, batch, env=None):
-    return subprocess.Popen([sys.executable, str(HERE / "run_check.py"), strategy,
-                             str(model_dir), str(batch)], cwd=HERE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "run_check.py"), strategy, str(model_dir), str(batch)],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def finish(process, timeout=600):
@@ -38,9 +43,19 @@ def finish(process, timeout=600):
 def test_two_workers_agree_with_each_other_and_with_one_process(tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    workers = [launch("multi_worker", tmp_path / "multi", 1, env={"TF_CONFIG": json.dumps(
-        {"cluster": cluster, "task": {"type": "worker", "index": index}})})
-        for index in range(2)]
+    workers = [
+        launch(
+            "multi_worker",
+            tmp_path / "multi",
+            1,
+            env={
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                )
+            },
+        )
+        for index in range(2)
+    ]
     results = [finish(worker) for worker in workers]
     single = finish(launch("default", tmp_path / "single", 2))
     assert results[0]["step"] == results[1]["step"] == single["step"] == 2
@@ -62,18 +77,35 @@ def test_two_workers_agree_with_each_other_and_with_one_process(tmp_path):
     assert not list((tmp_path / "multi").glob(".scratch_*"))
 
 
-TINY_FLAGS = ["--dataset=camvid", f"--data_dir={REPO / 'data' / 'camvid_mini'}",
-              "--labeled_count=4", "--backbone=mobilenetv2", "--output_stride=16",
-              "--crop_size=64x64", "--labeled_batch_size=1", "--unlabeled_batch_size=1",
-              "--cutmix_boxes=8", "--scl_boxes=4", "--scl_mode=exact", "--steps=6",
-              "--checkpoint_every=2", "--eval_every=6", "--eval_images=1", "--image_every=3",
-              "--strategy=default"]
+TINY_FLAGS = [
+    "--dataset=camvid",
+    f"--data_dir={REPO / 'data' / 'camvid_mini'}",
+    "--labeled_count=4",
+    "--backbone=mobilenetv2",
+    "--output_stride=16",
+    "--crop_size=64x64",
+    "--labeled_batch_size=1",
+    "--unlabeled_batch_size=1",
+    "--cutmix_boxes=8",
+    "--scl_boxes=4",
+    "--scl_mode=exact",
+    "--steps=6",
+    "--checkpoint_every=2",
+    "--eval_every=6",
+    "--eval_images=1",
+    "--image_every=3",
+    "--strategy=default",
+]
 
 
 def start_cli(model_dir):
-    return subprocess.Popen([sys.executable, "-m", "scl_tf.train", *TINY_FLAGS,
-                             f"--model_dir={model_dir}"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scl_tf.train", *TINY_FLAGS, f"--model_dir={model_dir}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path, process, timeout=300):
@@ -92,9 +124,11 @@ NOT_STATE = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter/.ATTRIBUTES/VARIABLE_
 def final_state(model_dir):
     """Every variable of the latest checkpoint (models, optimizer, step, sampler state)."""
     reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
-    return {name: reader.get_tensor(name)
-            for name, _ in tf.train.list_variables(str(model_dir / "checkpoints"))
-            if name not in NOT_STATE}
+    return {
+        name: reader.get_tensor(name)
+        for name, _ in tf.train.list_variables(str(model_dir / "checkpoints"))
+        if name not in NOT_STATE
+    }
 
 
 def step_of(state):
@@ -128,7 +162,6 @@ def test_killed_and_stopped_run_resumes_like_an_uninterrupted_one(tmp_path):
     iterations = [name for name in state if "iterations" in name]
     assert iterations and all(state[name] == whole_state[name] == 6 for name in iterations)
     for name, value in state.items():  # weights, teacher, momentum, sampler state
-        np.testing.assert_allclose(value, whole_state[name], rtol=1e-4, atol=1e-6,
-                                   err_msg=name)
+        np.testing.assert_allclose(value, whole_state[name], rtol=1e-4, atol=1e-6, err_msg=name)
     assert (run / "model.keras").exists() and (run / "labeled_list.txt").exists()
     assert list((run / "logs").iterdir())

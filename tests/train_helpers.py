@@ -23,8 +23,7 @@ def tiny_segmenter(num_classes=5, kernel_size=3, batchnorm=True, sync=False, see
     return keras.Model(inputs, logits)
 
 
-def random_batch(batch=2, size=(16, 20), num_classes=5, num_boxes=8, seed=0,
-                 ignore_share=0.2):
+def random_batch(batch=2, size=(16, 20), num_classes=5, num_boxes=8, seed=0, ignore_share=0.2):
     """A pipeline-shaped element with random images, labels (some ignored) and boxes."""
     rng = np.random.default_rng(seed)
     height, width = size
@@ -34,7 +33,10 @@ def random_batch(batch=2, size=(16, 20), num_classes=5, num_boxes=8, seed=0,
     def images():
         return tf.constant(rng.uniform(0, 255, (batch, height, width, 3)), tf.float32)
 
-    boxes = tf.stack([sample_boxes(tf.constant([seed, i]), height, width, num_boxes)
-                      for i in range(batch)])
-    return {"labeled": {"image": images(), "label": tf.constant(labels)},
-            "unlabeled": {"u_a": images(), "u_b": images(), "boxes": boxes}}
+    boxes = tf.stack(
+        [sample_boxes(tf.constant([seed, i]), height, width, num_boxes) for i in range(batch)]
+    )
+    return {
+        "labeled": {"image": images(), "label": tf.constant(labels)},
+        "unlabeled": {"u_a": images(), "u_b": images(), "boxes": boxes},
+    }

@@ -62,8 +62,10 @@ def random_crops(images, labels, size: tuple[int, int], seed: int):
         top = rng.integers(0, image.shape[0] - height + 1)
         left = rng.integers(0, image.shape[1] - width + 1)
         windows.append((slice(top, top + height), slice(left, left + width)))
-    return (np.stack([image[w] for image, w in zip(images, windows)]).astype(np.float32),
-            np.stack([label[w] for label, w in zip(labels, windows)]))
+    return (
+        np.stack([image[w] for image, w in zip(images, windows)]).astype(np.float32),
+        np.stack([label[w] for label, w in zip(labels, windows)]),
+    )
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -72,8 +74,9 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((probabilities.argmax(-1) == labels)[scored].mean())
 
 
-def disagreement(predictor, images: np.ndarray, labels: np.ndarray, num_boxes: int,
-                 area: float, seed: int) -> dict:
+def disagreement(
+    predictor, images: np.ndarray, labels: np.ndarray, num_boxes: int, area: float, seed: int
+) -> dict:
     """L_c and accuracies of CutMix on B pairs (image i, image i + B // 2) of a batch of crops.
 
     Args:
@@ -89,35 +92,42 @@ def disagreement(predictor, images: np.ndarray, labels: np.ndarray, num_boxes: i
     """
     count, height, width = images.shape[:3]
     partner = np.roll(np.arange(count), -(count // 2))
-    boxes = tf.stack([sample_boxes(tf.constant([seed, i]), height, width, num_boxes, area)
-                      for i in range(count)])
+    boxes = tf.stack(
+        [sample_boxes(tf.constant([seed, i]), height, width, num_boxes, area) for i in range(count)]
+    )
     mix = cutmix_masks(boxes, height, width, num_scl_boxes=0)[0].numpy()
     probabilities = np.asarray(predictor(images))
     target = mix * probabilities[partner] + (1.0 - mix) * probabilities
     mixed = np.asarray(predictor(mix * images[partner] + (1.0 - mix) * images))
     mixed_labels = np.where(mix[..., 0] > 0, labels[partner], labels)
     sides = np.sqrt(np.prod((boxes[..., 2:] - boxes[..., :2]).numpy(), axis=-1))
-    return {"l_c": float(consistency_loss(mixed, target)),
-            "accuracy_mixed_image": accuracy(mixed, mixed_labels),
-            "accuracy_mixed_predictions": accuracy(target, mixed_labels),
-            "mean_box_side": float(sides.mean())}
+    return {
+        "l_c": float(consistency_loss(mixed, target)),
+        "accuracy_mixed_image": accuracy(mixed, mixed_labels),
+        "accuracy_mixed_predictions": accuracy(target, mixed_labels),
+        "mean_box_side": float(sides.mean()),
+    }
 
 
 def load_frames(dataset: str, data_dir: str, split: str, count: int):
     """`count` frames evenly spaced over a split: float32 images and int32 train-id labels."""
     config = DataConfig(dataset, data_dir)
     samples = datasets.find_pairs(config, split)
-    samples = [samples[i] for i in np.unique(np.linspace(0, len(samples) - 1, count).round()
-                                             .astype(int))]
+    samples = [
+        samples[i] for i in np.unique(np.linspace(0, len(samples) - 1, count).round().astype(int))
+    ]
     frames = list(pipeline.eval_dataset(samples, datasets.label_spec(config)))
-    return ([frame["image"][0].numpy() for frame in frames],
-            [frame["label"][0].numpy() for frame in frames])
+    return (
+        [frame["image"][0].numpy() for frame in frames],
+        [frame["label"][0].numpy() for frame in frames],
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True,
-                        help="A model dir of scl_tf.train, .keras, SavedModel or .onnx.")
+    parser.add_argument(
+        "--model", required=True, help="A model dir of scl_tf.train, .keras, SavedModel or .onnx."
+    )
     parser.add_argument("--dataset", choices=("camvid", "cityscapes"), default="camvid")
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--split", default="val")
@@ -135,22 +145,41 @@ def main():
     rows = []
     for crop in [parse_size(text) for text in args.crops.split(",")]:
         if any(image.shape[0] < crop[0] or image.shape[1] < crop[1] for image in images):
-            raise SystemExit(f"--crops: {crop[0]}x{crop[1]} is larger than a frame of "
-                             f"{args.data_dir} ({args.split})")
+            raise SystemExit(
+                f"--crops: {crop[0]}x{crop[1]} is larger than a frame of "
+                f"{args.data_dir} ({args.split})"
+            )
         batch_images, batch_labels = random_crops(images, labels, crop, args.seed)
         for num_boxes in [int(text) for text in args.boxes.split(",")]:
-            row = {"crop": list(crop), "boxes": num_boxes,
-                   **disagreement(predictor, batch_images, batch_labels, num_boxes, args.area,
-                                  args.seed)}
+            row = {
+                "crop": list(crop),
+                "boxes": num_boxes,
+                **disagreement(
+                    predictor, batch_images, batch_labels, num_boxes, args.area, args.seed
+                ),
+            }
             rows.append(row)
-            print(f"crop {crop[0]}x{crop[1]}, {num_boxes:2d} boxes (mean side "
-                  f"{row['mean_box_side']:5.1f} px): L_c {row['l_c']:.4f}, accuracy on the "
-                  f"mixed image {100 * row['accuracy_mixed_image']:.1f}%, of the mixed "
-                  f"predictions {100 * row['accuracy_mixed_predictions']:.1f}%", flush=True)
+            print(
+                f"crop {crop[0]}x{crop[1]}, {num_boxes:2d} boxes (mean side "
+                f"{row['mean_box_side']:5.1f} px): L_c {row['l_c']:.4f}, accuracy on the "
+                f"mixed image {100 * row['accuracy_mixed_image']:.1f}%, of the mixed "
+                f"predictions {100 * row['accuracy_mixed_predictions']:.1f}%",
+                flush=True,
+            )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as out:
-        json.dump({"model": args.model, "data_dir": args.data_dir, "split": args.split,
-                   "pairs": len(images), "area": args.area, "rows": rows}, out, indent=1)
+        json.dump(
+            {
+                "model": args.model,
+                "data_dir": args.data_dir,
+                "split": args.split,
+                "pairs": len(images),
+                "area": args.area,
+                "rows": rows,
+            },
+            out,
+            indent=1,
+        )
     print(f"wrote {args.output}")
 
 

@@ -65,20 +65,36 @@ IMAGENET_ARMS = {
     "supervised": ("Supervised only", SUPERVISED),
     "consistency": ("+ consistency (lambda_c 20)", ["--lambda_sc=0"]),
     "scl_exact": ("+ consistency + SCL exact (full method: lambda_c 20, lambda_sc 3)", []),
-    "scl_pairs": ("full method, SCL pairs (Npair 9000) instead of exact",
-                  ["--scl_mode=pairs", "--num_pairs=9000"]),
+    "scl_pairs": (
+        "full method, SCL pairs (Npair 9000) instead of exact",
+        ["--scl_mode=pairs", "--num_pairs=9000"],
+    ),
     "teacher_student": ("full method, teacher = student (no EMA teacher)", ["--teacher=student"]),
     "ema_0999": ("full method, the paper's literal EMA decay 0.999", ["--ema_decay=0.999"]),
     "supervised_random": ("Supervised only, from random weights", [*SUPERVISED, "--weights="]),
     "scl_exact_rampup": ("full method, unlabeled weights ramped up over 225 steps", RAMPUP),
-    "scl_exact_light": ("full method, lambda_c 2 / lambda_sc 0.3, ramped up over 225 steps",
-                        [*RAMPUP, "--lambda_c=2", "--lambda_sc=0.3"]),
+    "scl_exact_light": (
+        "full method, lambda_c 2 / lambda_sc 0.3, ramped up over 225 steps",
+        [*RAMPUP, "--lambda_c=2", "--lambda_sc=0.3"],
+    ),
 }
 # Table 2 with three seeds of its two ends first, then Table 3 and the other ablations.
-IMAGENET_RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "supervised_s1",
-                 "scl_exact_s1", "supervised_s2", "scl_exact_s2", "teacher_student_s0",
-                 "scl_pairs_s0", "ema_0999_s0", "consistency_s1", "teacher_student_s1",
-                 "scl_pairs_s1", "supervised_random_s0")
+IMAGENET_RUNS = (
+    "supervised_s0",
+    "scl_exact_s0",
+    "consistency_s0",
+    "supervised_s1",
+    "scl_exact_s1",
+    "supervised_s2",
+    "scl_exact_s2",
+    "teacher_student_s0",
+    "scl_pairs_s0",
+    "ema_0999_s0",
+    "consistency_s1",
+    "teacher_student_s1",
+    "scl_pairs_s1",
+    "supervised_random_s0",
+)
 
 # The random-weights study (issue 8): the paper's unlabeled weights (20, 3) divided by 10 and
 # ramped up over 300 steps: the only setting of the full method that does not fall below the
@@ -91,47 +107,90 @@ RANDOM_ARMS = {
     "consistency": ("+ consistency (lambda_c)", ["--lambda_sc=0"]),
     "scl_exact": ("+ consistency + SCL exact (full method)", ["--scl_mode=exact"]),
     # Diagnostic, not in the paper: from random weights the teacher's early targets are noise.
-    "scl_exact_rampup": ("full method, unlabeled weights ramped up over 300 steps",
-                         ["--scl_mode=exact", "--rampup_steps=300"]),
-    "scl_exact_light": ("full method, lambda_c 2 / lambda_sc 0.3, ramped up over 300 steps",
-                        ["--scl_mode=exact", *LIGHT_WEIGHTS]),
+    "scl_exact_rampup": (
+        "full method, unlabeled weights ramped up over 300 steps",
+        ["--scl_mode=exact", "--rampup_steps=300"],
+    ),
+    "scl_exact_light": (
+        "full method, lambda_c 2 / lambda_sc 0.3, ramped up over 300 steps",
+        ["--scl_mode=exact", *LIGHT_WEIGHTS],
+    ),
     # The remaining ablations vary the light full method, the one that trains.
-    "scl_pairs": ("light full method, SCL pairs (Npair 9000) instead of exact",
-                  ["--scl_mode=pairs", "--num_pairs=9000", *LIGHT_WEIGHTS]),
-    "teacher_student": ("light full method, teacher = student (no EMA teacher)",
-                        ["--scl_mode=exact", "--teacher=student", *LIGHT_WEIGHTS]),
+    "scl_pairs": (
+        "light full method, SCL pairs (Npair 9000) instead of exact",
+        ["--scl_mode=pairs", "--num_pairs=9000", *LIGHT_WEIGHTS],
+    ),
+    "teacher_student": (
+        "light full method, teacher = student (no EMA teacher)",
+        ["--scl_mode=exact", "--teacher=student", *LIGHT_WEIGHTS],
+    ),
     # Table 2's consistency-alone row for the teacher = student variant.
     "teacher_student_consistency": (
         "light consistency alone (lambda_sc 0), teacher = student",
-        ["--teacher=student", *LIGHT_WEIGHTS, "--lambda_sc=0"]),
+        ["--teacher=student", *LIGHT_WEIGHTS, "--lambda_sc=0"],
+    ),
     # Diagnostic: between the 0.99 EMA teacher and teacher = student, a teacher ~10 steps behind.
-    "ema_fast": ("light full method, EMA decay 0.9 instead of 0.99",
-                 ["--scl_mode=exact", "--ema_decay=0.9", *LIGHT_WEIGHTS]),
+    "ema_fast": (
+        "light full method, EMA decay 0.9 instead of 0.99",
+        ["--scl_mode=exact", "--ema_decay=0.9", *LIGHT_WEIGHTS],
+    ),
     # Table 2's consistency-alone row for the 0.9 EMA teacher.
-    "ema_fast_consistency": ("light consistency alone (lambda_sc 0), EMA decay 0.9",
-                             ["--ema_decay=0.9", *LIGHT_WEIGHTS, "--lambda_sc=0"]),
+    "ema_fast_consistency": (
+        "light consistency alone (lambda_sc 0), EMA decay 0.9",
+        ["--ema_decay=0.9", *LIGHT_WEIGHTS, "--lambda_sc=0"],
+    ),
     # Diagnostic: the paper starts from a network whose predictions are already good; here the
     # finished supervised run of the same seed plays that part (warm_start).
-    "finetune_supervised": ("supervised, 500 more steps from the supervised run",
-                            [*SUPERVISED, *FINETUNE]),
-    "finetune_scl": ("full method (paper's lambdas), 500 steps from the supervised run",
-                     ["--scl_mode=exact", *FINETUNE]),
+    "finetune_supervised": (
+        "supervised, 500 more steps from the supervised run",
+        [*SUPERVISED, *FINETUNE],
+    ),
+    "finetune_scl": (
+        "full method (paper's lambdas), 500 steps from the supervised run",
+        ["--scl_mode=exact", *FINETUNE],
+    ),
 }
 # One seed of every arm first, then further seeds of the baseline, the full method and the
 # variants ahead of the baseline (RESULTS.md findings 10 and 12).
-RANDOM_RUNS = ("supervised_s0", "scl_exact_s0", "consistency_s0", "scl_exact_rampup_s0",
-               "scl_exact_light_s0", "supervised_s1", "scl_exact_light_s1",
-               "finetune_supervised_s0", "finetune_scl_s0", "scl_pairs_s0", "teacher_student_s0",
-               "teacher_student_s1", "teacher_student_consistency_s0", "scl_exact_s1",
-               "supervised_s2", "ema_fast_s0", "ema_fast_s1", "ema_fast_consistency_s0",
-               "teacher_student_s2", "teacher_student_consistency_s1", "scl_exact_light_s2")
+RANDOM_RUNS = (
+    "supervised_s0",
+    "scl_exact_s0",
+    "consistency_s0",
+    "scl_exact_rampup_s0",
+    "scl_exact_light_s0",
+    "supervised_s1",
+    "scl_exact_light_s1",
+    "finetune_supervised_s0",
+    "finetune_scl_s0",
+    "scl_pairs_s0",
+    "teacher_student_s0",
+    "teacher_student_s1",
+    "teacher_student_consistency_s0",
+    "scl_exact_s1",
+    "supervised_s2",
+    "ema_fast_s0",
+    "ema_fast_s1",
+    "ema_fast_consistency_s0",
+    "teacher_student_s2",
+    "teacher_student_consistency_s1",
+    "scl_exact_light_s2",
+)
 STUDIES = {
-    "imagenet": Study("configs/camvid_semi_1-8_imagenet.flags", IMAGENET_ARMS, IMAGENET_RUNS,
-                      "runs/camvid_1-8_imagenet", "research/camvid/results/camvid_1-8_imagenet"),
-    "random": Study("configs/camvid_semi_1-8.flags", RANDOM_ARMS, RANDOM_RUNS,
-                    "runs/camvid_1-8", "research/camvid/results/camvid_1-8",
-                    warm_start={"finetune_supervised": "supervised",
-                                "finetune_scl": "supervised"}),
+    "imagenet": Study(
+        "configs/camvid_semi_1-8_imagenet.flags",
+        IMAGENET_ARMS,
+        IMAGENET_RUNS,
+        "runs/camvid_1-8_imagenet",
+        "research/camvid/results/camvid_1-8_imagenet",
+    ),
+    "random": Study(
+        "configs/camvid_semi_1-8.flags",
+        RANDOM_ARMS,
+        RANDOM_RUNS,
+        "runs/camvid_1-8",
+        "research/camvid/results/camvid_1-8",
+        warm_start={"finetune_supervised": "supervised", "finetune_scl": "supervised"},
+    ),
 }
 EVAL_WEIGHTS = ("ema", "student")
 CURVE_TAGS = ("loss_x", "loss_c", "loss_sc", "val/miou")
@@ -148,8 +207,7 @@ def is_run_name(study: Study, name: str) -> bool:
 def parse_run(study: Study, name: str) -> tuple[str, int]:
     """'scl_exact_s1' -> ('scl_exact', 1)."""
     if not is_run_name(study, name):
-        raise SystemExit(f"--runs: {name!r} is not ARM_sSEED with ARM one of "
-                         f"{sorted(study.arms)}")
+        raise SystemExit(f"--runs: {name!r} is not ARM_sSEED with ARM one of {sorted(study.arms)}")
     arm, _, seed = name.rpartition("_s")
     return arm, int(seed)
 
@@ -165,17 +223,27 @@ def warm_start_flags(study: Study, runs_dir: str, name: str) -> list[str]:
         return []
     source = os.path.join(runs_dir, f"{study.warm_start[arm]}_s{seed}")
     if not is_trained(source):
-        raise SystemExit(f"--runs: {name} starts from {source}, which has not finished "
-                         f"training; run {study.warm_start[arm]}_s{seed} first")
+        raise SystemExit(
+            f"--runs: {name} starts from {source}, which has not finished "
+            f"training; run {study.warm_start[arm]}_s{seed} first"
+        )
     return [f"--weights={os.path.join(source, 'model.keras')}"]
 
 
 def train_command(study: Study, args, name: str, extra: list[str]) -> list[str]:
     arm, seed = parse_run(study, name)
-    return [sys.executable, "-m", "scl_tf.train", f"--flagfile={args.config}",
-            f"--data_dir={args.data_dir}", f"--seed={seed}",
-            f"--model_dir={os.path.join(args.runs_dir, name)}", *study.arms[arm][1],
-            *warm_start_flags(study, args.runs_dir, name), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "scl_tf.train",
+        f"--flagfile={args.config}",
+        f"--data_dir={args.data_dir}",
+        f"--seed={seed}",
+        f"--model_dir={os.path.join(args.runs_dir, name)}",
+        *study.arms[arm][1],
+        *warm_start_flags(study, args.runs_dir, name),
+        *extra,
+    ]
 
 
 def eval_path(run_dir: str, weights: str) -> str:
@@ -183,8 +251,15 @@ def eval_path(run_dir: str, weights: str) -> str:
 
 
 def eval_command(run_dir: str, weights: str) -> list[str]:
-    return [sys.executable, "-m", "scl_tf.evaluate", f"--model={run_dir}", "--checkpoint=latest",
-            f"--eval_weights={weights}", f"--output={eval_path(run_dir, weights)}"]
+    return [
+        sys.executable,
+        "-m",
+        "scl_tf.evaluate",
+        f"--model={run_dir}",
+        "--checkpoint=latest",
+        f"--eval_weights={weights}",
+        f"--output={eval_path(run_dir, weights)}",
+    ]
 
 
 def is_trained(run_dir: str) -> bool:
@@ -224,10 +299,13 @@ def collect_run(run_dir: str) -> dict:
         with open(eval_path(run_dir, weights)) as source:
             scores[weights] = json.load(source)
     curves = read_scalars(os.path.join(run_dir, "logs"))
-    return {"steps": config["train"]["steps"], "config": config,
-            "miou": {weights: scores[weights]["miou"] for weights in EVAL_WEIGHTS},
-            "class_iou": {weights: scores[weights]["class_iou"] for weights in EVAL_WEIGHTS},
-            "curves": {tag: curves.get(tag, []) for tag in CURVE_TAGS}}
+    return {
+        "steps": config["train"]["steps"],
+        "config": config,
+        "miou": {weights: scores[weights]["miou"] for weights in EVAL_WEIGHTS},
+        "class_iou": {weights: scores[weights]["class_iou"] for weights in EVAL_WEIGHTS},
+        "curves": {tag: curves.get(tag, []) for tag in CURVE_TAGS},
+    }
 
 
 def summarize_arms(study: Study, runs: dict[str, dict]) -> dict[str, dict]:
@@ -235,8 +313,10 @@ def summarize_arms(study: Study, runs: dict[str, dict]) -> dict[str, dict]:
     arms: dict[str, dict] = {}
     for name, run in runs.items():
         arm, seed = parse_run(study, name)
-        entry = arms.setdefault(arm, {"label": study.arms[arm][0], "seeds": [],
-                                      **{weights: [] for weights in EVAL_WEIGHTS}})
+        entry = arms.setdefault(
+            arm,
+            {"label": study.arms[arm][0], "seeds": [], **{weights: [] for weights in EVAL_WEIGHTS}},
+        )
         entry["seeds"].append(seed)
         for weights in EVAL_WEIGHTS:
             entry[weights].append(run["miou"][weights])
@@ -250,19 +330,24 @@ def summarize_arms(study: Study, runs: dict[str, dict]) -> dict[str, dict]:
 
 def markdown_table(arms: dict[str, dict]) -> str:
     """The mIoU table (in %), one row per arm; mean and spread (sample std) over seeds."""
+
     def cell(entry, weights):
         text = f"{100 * entry[f'{weights}_mean']:.2f}"
         if entry[f"{weights}_std"] is not None:
             text += f" +- {100 * entry[f'{weights}_std']:.2f}"
         return text + "".join(f" ({100 * v:.2f})" for v in entry[weights]) * (
-            len(entry[weights]) > 1)
+            len(entry[weights]) > 1
+        )
 
-    lines = ["| arm | seeds | val mIoU %, EMA weights | val mIoU %, student weights |",
-             "|---|---|---|---|"]
+    lines = [
+        "| arm | seeds | val mIoU %, EMA weights | val mIoU %, student weights |",
+        "|---|---|---|---|",
+    ]
     for entry in arms.values():
         seeds = ",".join(str(seed) for seed in entry["seeds"])
-        lines.append(f"| {entry['label']} | {seeds} | {cell(entry, 'ema')} | "
-                     f"{cell(entry, 'student')} |")
+        lines.append(
+            f"| {entry['label']} | {seeds} | {cell(entry, 'ema')} | {cell(entry, 'student')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -278,8 +363,11 @@ def run_style(study: Study, name: str) -> dict:
 
     arm, seed = parse_run(study, name)
     colours = matplotlib.colormaps["tab20"].colors
-    return {"color": colours[list(study.arms).index(arm) % len(colours)],
-            "linestyle": SEED_LINE_STYLES[seed % len(SEED_LINE_STYLES)], "label": name}
+    return {
+        "color": colours[list(study.arms).index(arm) % len(colours)],
+        "linestyle": SEED_LINE_STYLES[seed % len(SEED_LINE_STYLES)],
+        "label": name,
+    }
 
 
 def plot(study: Study, runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
@@ -305,8 +393,11 @@ def plot(study: Study, runs: dict[str, dict], arms: dict[str, dict], path: str) 
         style = run_style(study, name)
         loss = np.asarray(run["curves"]["loss_x"], dtype=float).reshape(-1, 2)
         if len(loss) >= LOSS_SMOOTHING:
-            loss_axes.plot(moving_average(loss[:, 0], LOSS_SMOOTHING),
-                           moving_average(loss[:, 1], LOSS_SMOOTHING), **style)
+            loss_axes.plot(
+                moving_average(loss[:, 0], LOSS_SMOOTHING),
+                moving_average(loss[:, 1], LOSS_SMOOTHING),
+                **style,
+            )
         miou = np.asarray(run["curves"]["val/miou"], dtype=float).reshape(-1, 2)
         miou_axes.plot(miou[:, 0], 100 * miou[:, 1], marker=".", **style)
     loss_axes.set_title(f"labeled loss L_x (training, mean of {LOSS_SMOOTHING} logged values)")
@@ -322,17 +413,31 @@ def plot(study: Study, runs: dict[str, dict], arms: dict[str, dict], path: str) 
 
 def finished_runs(study: Study, runs_dir: str) -> list[str]:
     """The runs under `runs_dir` scored with every weight, in the study's order, then by name."""
-    names = [name for name in sorted(os.listdir(runs_dir)) if name not in study.runs
-             and is_run_name(study, name)] if os.path.isdir(runs_dir) else []
-    return [name for name in (*study.runs, *names)
-            if all(os.path.isfile(eval_path(os.path.join(runs_dir, name), weights))
-                   for weights in EVAL_WEIGHTS)]
+    names = (
+        [
+            name
+            for name in sorted(os.listdir(runs_dir))
+            if name not in study.runs and is_run_name(study, name)
+        ]
+        if os.path.isdir(runs_dir)
+        else []
+    )
+    return [
+        name
+        for name in (*study.runs, *names)
+        if all(
+            os.path.isfile(eval_path(os.path.join(runs_dir, name), weights))
+            for weights in EVAL_WEIGHTS
+        )
+    ]
 
 
 def write_results(study: Study, args) -> None:
     """Collects every finished run under --runs_dir into --results.{json,md,png}."""
-    runs = {name: collect_run(os.path.join(args.runs_dir, name))
-            for name in finished_runs(study, args.runs_dir)}
+    runs = {
+        name: collect_run(os.path.join(args.runs_dir, name))
+        for name in finished_runs(study, args.runs_dir)
+    }
     if not runs:
         return
     arms = summarize_arms(study, runs)
@@ -351,14 +456,21 @@ def main():
     parser.add_argument("--data_dir", required=True, help="CamVid in the SegNet layout.")
     parser.add_argument("--study", default="imagenet", choices=sorted(STUDIES))
     parser.add_argument("--config", help="Flag file; default: the study's.")
-    parser.add_argument("--runs_dir", help="One model dir per run, named ARM_sSEED; default: "
-                        "the study's.")
-    parser.add_argument("--results", help="Output path without extension (.json, .md, .png); "
-                        "default: the study's.")
-    parser.add_argument("--runs", help="Comma-separated runs ARM_sSEED, trained in this order; "
-                        "default: the study's.")
-    parser.add_argument("--collect_only", action="store_true",
-                        help="Only gather the finished runs under --runs_dir into the results.")
+    parser.add_argument(
+        "--runs_dir", help="One model dir per run, named ARM_sSEED; default: the study's."
+    )
+    parser.add_argument(
+        "--results", help="Output path without extension (.json, .md, .png); default: the study's."
+    )
+    parser.add_argument(
+        "--runs",
+        help="Comma-separated runs ARM_sSEED, trained in this order; default: the study's.",
+    )
+    parser.add_argument(
+        "--collect_only",
+        action="store_true",
+        help="Only gather the finished runs under --runs_dir into the results.",
+    )
     args, extra = parser.parse_known_args()
     extra = [flag for flag in extra if flag != "--"]
     study = STUDIES[args.study]
@@ -367,8 +479,9 @@ def main():
     args.results = args.results or study.results
     if not os.path.isfile(args.config):
         raise SystemExit(f"--config: no such file: {args.config}")
-    names = [name.strip() for name in (args.runs or ",".join(study.runs)).split(",")
-             if name.strip()]
+    names = [
+        name.strip() for name in (args.runs or ",".join(study.runs)).split(",") if name.strip()
+    ]
     for name in names:
         parse_run(study, name)
     for name in [] if args.collect_only else names:

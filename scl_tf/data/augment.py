@@ -31,9 +31,9 @@ BLUR_RADIUS = math.ceil(3 * BLUR_SIGMA_MAX)
 PHOTOMETRIC_PARAMS = 5
 # ITU-R 601 luma and the YIQ transform, whose chroma plane (I, Q) a hue shift rotates.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
-                       [0.596, -0.274, -0.322],
-                       [0.211, -0.523, 0.312]], np.float32)
+RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32
+)
 
 
 def crop_window(seed, image_size, crop_size, scale_range, center=None) -> tf.Tensor:
@@ -78,13 +78,18 @@ def _placement(window, image_size, crop_size, flip):
     crop = tf.constant(crop_size, tf.int32)
 
     def to_crop(position):
-        return tf.cast(tf.round(tf.cast((position - top_left) * crop, tf.float32)
-                                / tf.cast(size, tf.float32)), tf.int32)
+        return tf.cast(
+            tf.round(tf.cast((position - top_left) * crop, tf.float32) / tf.cast(size, tf.float32)),
+            tf.int32,
+        )
 
     slot_start = tf.clip_by_value(to_crop(start), 0, crop - 1)
     slot_end = tf.clip_by_value(to_crop(end), slot_start + 1, crop)
-    slot_left, slot_right = tf.cond(flip, lambda: (crop[1] - slot_end[1], crop[1] - slot_start[1]),
-                                    lambda: (slot_start[1], slot_end[1]))
+    slot_left, slot_right = tf.cond(
+        flip,
+        lambda: (crop[1] - slot_end[1], crop[1] - slot_start[1]),
+        lambda: (slot_start[1], slot_end[1]),
+    )
     region = tf.concat([start, end], axis=0)
     slot = tf.stack([slot_start[0], slot_left, slot_end[0], slot_right])
     return region, slot
@@ -92,7 +97,7 @@ def _placement(window, image_size, crop_size, flip):
 
 def _cut(image, region, slot, flip):
     """The (flipped) region and the (height, width) it is resized to."""
-    part = image[region[0]:region[2], region[1]:region[3]]
+    part = image[region[0] : region[2], region[1] : region[3]]
     part = tf.cond(flip, lambda: tf.reverse(part, [1]), lambda: part)
     return part, slot[2:] - slot[:2]
 
@@ -182,8 +187,14 @@ def jitter_matrix(brightness, contrast, saturation, hue):
     angle = -2.0 * np.pi * hue
     cos, sin = tf.cos(angle), tf.sin(angle)
     zero, one = tf.zeros_like(angle), tf.ones_like(angle)
-    rotate = tf.stack([tf.stack([one, zero, zero], -1), tf.stack([zero, cos, -sin], -1),
-                       tf.stack([zero, sin, cos], -1)], axis=1)
+    rotate = tf.stack(
+        [
+            tf.stack([one, zero, zero], -1),
+            tf.stack([zero, cos, -sin], -1),
+            tf.stack([zero, sin, cos], -1),
+        ],
+        axis=1,
+    )
     yiq = tf.constant(RGB_TO_YIQ)
     hue_shift = tf.linalg.inv(yiq) @ rotate @ yiq
     gain = (contrast * brightness)[:, None, None]
@@ -203,8 +214,9 @@ def color_jitter(images, factors) -> tf.Tensor:
     # Rows first: one reduction over both image axes is 4-5x slower on CPU.
     mean_colour = tf.reduce_mean(tf.reduce_mean(images, axis=1), axis=1)
     mean_grey = tf.tensordot(mean_colour, tf.constant(LUMA), 1)
-    jittered = tf.einsum("bhwc,bdc->bhwd", images, matrix) + \
-        (mean_weight * mean_grey)[:, None, None, None]
+    jittered = (
+        tf.einsum("bhwc,bdc->bhwd", images, matrix) + (mean_weight * mean_grey)[:, None, None, None]
+    )
     return tf.clip_by_value(jittered, 0.0, 255.0)
 
 
@@ -238,8 +250,9 @@ def gaussian_blur(images, sigmas) -> tf.Tensor:
     """
     batch, height, width = tf.unstack(tf.shape(images)[:3])
     channels = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, height, width, batch * 3])
-    padded = tf.pad(channels, [[0, 0], [BLUR_RADIUS] * 2, [BLUR_RADIUS] * 2, [0, 0]],
-                    mode="REFLECT")
+    padded = tf.pad(
+        channels, [[0, 0], [BLUR_RADIUS] * 2, [BLUR_RADIUS] * 2, [0, 0]], mode="REFLECT"
+    )
     kernels = tf.transpose(tf.repeat(gaussian_kernels(sigmas), 3, axis=0))  # [taps, B * 3]
     blurred = tf.nn.depthwise_conv2d(padded, kernels[:, None, :, None], [1, 1, 1, 1], "VALID")
     blurred = tf.nn.depthwise_conv2d(blurred, kernels[None, :, :, None], [1, 1, 1, 1], "VALID")

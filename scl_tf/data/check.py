@@ -45,12 +45,16 @@ def scan_sample(sample: Sample, spec: LabelSpec) -> tuple[list[str], np.ndarray]
     if problem:
         return problems + [problem], counts
     if label.ndim != 2 or label.dtype != np.uint8:
-        return problems + [f"label {sample.label} is not an 8-bit single-channel map "
-                           f"(shape {label.shape}, {label.dtype})"], counts
+        return problems + [
+            f"label {sample.label} is not an 8-bit single-channel map "
+            f"(shape {label.shape}, {label.dtype})"
+        ], counts
     if image is not None and image.shape[:2] != label.shape:
-        problems.append(f"size mismatch: image {sample.image} is {image.shape[1]}x"
-                        f"{image.shape[0]} but label {sample.label} is {label.shape[1]}x"
-                        f"{label.shape[0]} (WxH)")
+        problems.append(
+            f"size mismatch: image {sample.image} is {image.shape[1]}x"
+            f"{image.shape[0]} but label {sample.label} is {label.shape[1]}x"
+            f"{label.shape[0]} (WxH)"
+        )
     train_ids = spec.value_to_train_id[label]
     if (train_ids < 0).any():
         bad = np.unique(label[train_ids < 0]).tolist()

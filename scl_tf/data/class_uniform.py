@@ -76,8 +76,10 @@ def locate_classes(train_ids: np.ndarray, num_classes: int, tiles: int):
     candidates = np.flatnonzero(distance == nearest[key])
     _, first = np.unique(key[candidates], return_index=True)  # first in raster order per key
     chosen = candidates[first]
-    return (classes[chosen].astype(np.int32),
-            np.stack([ys[chosen], xs[chosen]], axis=1).astype(np.int32))
+    return (
+        classes[chosen].astype(np.int32),
+        np.stack([ys[chosen], xs[chosen]], axis=1).astype(np.int32),
+    )
 
 
 def _read_train_ids(path: str, spec: LabelSpec) -> np.ndarray:
@@ -104,8 +106,13 @@ def cache_dirs(data_root: str) -> list[str]:
     return [os.path.join(data_root, CACHE_FOLDER), user_cache_dir()]
 
 
-def build_index(label_paths: list[str], spec: LabelSpec, tiles: int,
-                cache_candidates: list[str], verbose: bool = True) -> ClassIndex:
+def build_index(
+    label_paths: list[str],
+    spec: LabelSpec,
+    tiles: int,
+    cache_candidates: list[str],
+    verbose: bool = True,
+) -> ClassIndex:
     """The class index of `label_paths`, from the first cache that has it, else built (with a
     progress bar) and saved to the first writable cache folder."""
     name = f"class_uniform_{_cache_key(label_paths, spec, tiles)}.npz"
@@ -133,11 +140,13 @@ def _build(label_paths: list[str], spec: LabelSpec, tiles: int, verbose: bool) -
     def locate(path):
         return locate_classes(_read_train_ids(path, spec), spec.num_classes, tiles)
 
-    progress = keras.utils.Progbar(len(label_paths), unit_name="label map",
-                                   verbose=1 if verbose else 0)
+    progress = keras.utils.Progbar(
+        len(label_paths), unit_name="label map", verbose=1 if verbose else 0
+    )
     if verbose:
-        print(f"Building the class-uniform index of {len(label_paths)} label maps "
-              "(cached afterwards)")
+        print(
+            f"Building the class-uniform index of {len(label_paths)} label maps (cached afterwards)"
+        )
     found = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         for image_index, (classes, yx) in enumerate(pool.map(locate, label_paths)):
@@ -171,8 +180,9 @@ class CenterSampler:
         """seed: int [2] stateless seed -> (image_index int32 scalar, yx int32 [2])."""
         draw = tf.random.stateless_uniform([2], seed, dtype=tf.float64)
         num_present = tf.size(self._present, tf.int64)
-        pick = tf.minimum(tf.cast(draw[0] * tf.cast(num_present, tf.float64), tf.int64),
-                          num_present - 1)
+        pick = tf.minimum(
+            tf.cast(draw[0] * tf.cast(num_present, tf.float64), tf.int64), num_present - 1
+        )
         class_id = tf.gather(self._present, pick)
         count = tf.gather(self._count, class_id)
         offset = tf.minimum(tf.cast(draw[1] * tf.cast(count, tf.float64), tf.int64), count - 1)

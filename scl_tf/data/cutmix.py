@@ -43,8 +43,9 @@ def _cover_probability(side: np.ndarray, length: int, positions: np.ndarray) -> 
     return np.maximum(last - first + 1, 0) / starts
 
 
-def expected_union(base_area: float, height: int, width: int, num_boxes: int,
-                   grid: int = 96) -> float:
+def expected_union(
+    base_area: float, height: int, width: int, num_boxes: int, grid: int = 96
+) -> float:
     """Expected share of the image covered by `num_boxes` i.i.d. boxes of base area `base_area`,
     by quadrature over box shapes and a grid of pixel positions."""
     quantiles = (np.arange(32) + 0.5) / 32
@@ -73,8 +74,9 @@ def base_box_area(height: int, width: int, num_boxes: int, area: float) -> float
     return 0.5 * (low + high)
 
 
-def sample_boxes(seed, height: int, width: int, num_boxes: int = 32,
-                 area: float = 0.5) -> tf.Tensor:
+def sample_boxes(
+    seed, height: int, width: int, num_boxes: int = 32, area: float = 0.5
+) -> tf.Tensor:
     """N random boxes, pasted in order (later over earlier).
 
     Args:
@@ -88,10 +90,12 @@ def sample_boxes(seed, height: int, width: int, num_boxes: int = 32,
     """
     base = base_box_area(height, width, num_boxes, area)
     seeds = tf.random.experimental.stateless_split(seed, 4)
-    area_factor = tf.random.stateless_uniform([num_boxes], seeds[0], 1 - AREA_SPREAD,
-                                              1 + AREA_SPREAD)
-    log_aspect = tf.random.stateless_uniform([num_boxes], seeds[1], -np.log(MAX_ASPECT),
-                                             np.log(MAX_ASPECT))
+    area_factor = tf.random.stateless_uniform(
+        [num_boxes], seeds[0], 1 - AREA_SPREAD, 1 + AREA_SPREAD
+    )
+    log_aspect = tf.random.stateless_uniform(
+        [num_boxes], seeds[1], -np.log(MAX_ASPECT), np.log(MAX_ASPECT)
+    )
     box_h, box_w = _box_sides(base, area_factor, log_aspect, height, width, xp=_TfMath)
     y0 = tf.floor(tf.random.stateless_uniform([num_boxes], seeds[2]) * (height - box_h + 1))
     x0 = tf.floor(tf.random.stateless_uniform([num_boxes], seeds[3]) * (width - box_w + 1))

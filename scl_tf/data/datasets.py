@@ -22,8 +22,10 @@ from scl_tf.data import labels as labels_lib
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 LABEL_MODES = ("L",)  # 8-bit single-channel class maps
 MAX_LISTED_PROBLEMS = 20
-CITYSCAPES_LABEL_SUFFIX = {"labelIds": "_gtFine_labelIds.png",
-                           "trainIds": "_gtFine_labelTrainIds.png"}
+CITYSCAPES_LABEL_SUFFIX = {
+    "labelIds": "_gtFine_labelIds.png",
+    "trainIds": "_gtFine_labelTrainIds.png",
+}
 
 
 class DatasetError(ValueError):
@@ -54,8 +56,12 @@ def label_spec(config: DataConfig) -> labels_lib.LabelSpec:
         return labels_lib.cityscapes(config.cityscapes_label_format)
     if config.dataset == "camvid":
         return labels_lib.camvid()
-    return labels_lib.folder(config.num_classes, config.ignore_value,
-                             dict(config.id_mapping) or None, config.class_names or None)
+    return labels_lib.folder(
+        config.num_classes,
+        config.ignore_value,
+        dict(config.id_mapping) or None,
+        config.class_names or None,
+    )
 
 
 def find_pairs(config: DataConfig, split: str) -> list[Sample]:
@@ -76,10 +82,12 @@ def existing_splits(config: DataConfig) -> list[str]:
     """The splits among train, val and test whose image folder exists."""
     if config.dataset == "folder":
         return ["train"] + (["val"] if config.val_image_dir is not None else [])
-    base = (os.path.join(config.data_dir, "leftImg8bit") if config.dataset == "cityscapes"
-            else config.data_dir)
-    return [split for split in ("train", "val", "test")
-            if os.path.isdir(os.path.join(base, split))]
+    base = (
+        os.path.join(config.data_dir, "leftImg8bit")
+        if config.dataset == "cityscapes"
+        else config.data_dir
+    )
+    return [split for split in ("train", "val", "test") if os.path.isdir(os.path.join(base, split))]
 
 
 def find_extra_unlabeled(config: DataConfig) -> list[str]:
@@ -102,8 +110,11 @@ def find_extra_unlabeled(config: DataConfig) -> list[str]:
 
 def list_images(folder: str) -> list[str]:
     """Sorted image files (.png, .jpg, .jpeg) under `folder`, recursively."""
-    return sorted(str(path) for path in pathlib.Path(folder).rglob("*")
-                  if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file())
+    return sorted(
+        str(path)
+        for path in pathlib.Path(folder).rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+    )
 
 
 def _cityscapes_pairs(root: str, split: str, label_format: str) -> list[Sample]:
@@ -127,10 +138,16 @@ def _camvid_pairs(root: str, split: str) -> list[Sample]:
     for folder in (image_root, label_root):
         if not os.path.isdir(folder):
             raise DatasetError(f"CamVid split {split!r}: no such folder: {folder}")
-    image_keys = {name: os.path.join(image_root, name) for name in os.listdir(image_root)
-                  if name.lower().endswith(IMAGE_EXTENSIONS)}
-    label_keys = {name: os.path.join(label_root, name) for name in os.listdir(label_root)
-                  if name.lower().endswith(".png")}
+    image_keys = {
+        name: os.path.join(image_root, name)
+        for name in os.listdir(image_root)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    }
+    label_keys = {
+        name: os.path.join(label_root, name)
+        for name in os.listdir(label_root)
+        if name.lower().endswith(".png")
+    }
     return _pair_up(image_keys, label_keys, f"CamVid {split}")
 
 
@@ -139,25 +156,35 @@ def _folder_pairs(config: DataConfig, split: str) -> list[Sample]:
         image_dir, mask_dir = config.image_dir, config.mask_dir
     elif split == "val":
         if config.val_image_dir is None:
-            raise DatasetError("folder dataset has no val split: give --val_image_dir and "
-                               "--val_mask_dir")
+            raise DatasetError(
+                "folder dataset has no val split: give --val_image_dir and --val_mask_dir"
+            )
         image_dir, mask_dir = config.val_image_dir, config.val_mask_dir
     else:
         raise DatasetError(f"folder dataset has train and val splits only, not {split!r}")
-    image_keys = {os.path.splitext(os.path.relpath(path, image_dir))[0]: path
-                  for path in list_images(image_dir)}
+    image_keys = {
+        os.path.splitext(os.path.relpath(path, image_dir))[0]: path
+        for path in list_images(image_dir)
+    }
     suffix = config.mask_suffix + ".png"
-    label_keys = {os.path.relpath(path, mask_dir)[: -len(suffix)]: path
-                  for path in list_images(mask_dir) if path.endswith(suffix)}
+    label_keys = {
+        os.path.relpath(path, mask_dir)[: -len(suffix)]: path
+        for path in list_images(mask_dir)
+        if path.endswith(suffix)
+    }
     return _pair_up(image_keys, label_keys, f"folder {split} ({image_dir}, {mask_dir})")
 
 
 def _pair_up(image_keys: dict[str, str], label_keys: dict[str, str], what: str) -> list[Sample]:
     """Samples for keys present on both sides; DatasetError listing every unpaired file."""
-    problems = [f"image without label: {image_keys[key]}"
-                for key in sorted(image_keys.keys() - label_keys.keys())]
-    problems += [f"label without image: {label_keys[key]}"
-                 for key in sorted(label_keys.keys() - image_keys.keys())]
+    problems = [
+        f"image without label: {image_keys[key]}"
+        for key in sorted(image_keys.keys() - label_keys.keys())
+    ]
+    problems += [
+        f"label without image: {label_keys[key]}"
+        for key in sorted(label_keys.keys() - image_keys.keys())
+    ]
     raise_problems(problems, what)
     return [Sample(image_keys[key], label_keys[key]) for key in sorted(image_keys)]
 
@@ -177,11 +204,15 @@ def _header_problems(sample: Sample) -> list[str]:
     except (OSError, SyntaxError) as error:
         return [f"unreadable label {sample.label}: {error}"]
     if label_mode not in LABEL_MODES:
-        return [f"label {sample.label} has mode {label_mode!r}; expected an 8-bit "
-                "single-channel PNG of class values (mode 'L')"]
+        return [
+            f"label {sample.label} has mode {label_mode!r}; expected an 8-bit "
+            "single-channel PNG of class values (mode 'L')"
+        ]
     if label_size != image_size:
-        return [f"size mismatch: image {sample.image} is {image_size[0]}x{image_size[1]} but "
-                f"label {sample.label} is {label_size[0]}x{label_size[1]} (WxH)"]
+        return [
+            f"size mismatch: image {sample.image} is {image_size[0]}x{image_size[1]} but "
+            f"label {sample.label} is {label_size[0]}x{label_size[1]} (WxH)"
+        ]
     return []
 
 

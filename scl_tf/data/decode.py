@@ -50,7 +50,13 @@ def to_train_ids(values: tf.Tensor, value_to_train_id: np.ndarray, path: tf.Tens
     undefined = train_ids < 0
     check = tf.debugging.Assert(
         tf.logical_not(tf.reduce_any(undefined)),
-        ["Label file", path, "holds values the dataset does not define:",
-         tf.unique(tf.boolean_mask(values, undefined))[0]], summarize=16)
+        [
+            "Label file",
+            path,
+            "holds values the dataset does not define:",
+            tf.unique(tf.boolean_mask(values, undefined))[0],
+        ],
+        summarize=16,
+    )
     with tf.control_dependencies([check]):
         return tf.identity(train_ids)

@@ -63,41 +63,71 @@ def cityscapes(label_format: str = "labelIds") -> LabelSpec:
     """
     from cityscapesscripts.helpers.labels import labels as cs_labels
 
-    scored = sorted((lab for lab in cs_labels if 0 <= lab.trainId < IGNORE_LABEL),
-                    key=lambda lab: lab.trainId)
+    scored = sorted(
+        (lab for lab in cs_labels if 0 <= lab.trainId < IGNORE_LABEL), key=lambda lab: lab.trainId
+    )
     names = tuple(lab.name for lab in scored)
     palette = np.array([lab.color for lab in scored], np.uint8)
     if label_format == "labelIds":
-        table = _table({lab.id: lab.trainId if 0 <= lab.trainId < IGNORE_LABEL else IGNORE_LABEL
-                        for lab in cs_labels if lab.id >= 0})
+        table = _table(
+            {
+                lab.id: lab.trainId if 0 <= lab.trainId < IGNORE_LABEL else IGNORE_LABEL
+                for lab in cs_labels
+                if lab.id >= 0
+            }
+        )
     elif label_format == "trainIds":
         table = _table({**{i: i for i in range(len(names))}, IGNORE_LABEL: IGNORE_LABEL})
     else:
-        raise ValueError(f"--cityscapes_label_format: expected labelIds or trainIds, "
-                         f"got {label_format!r}")
+        raise ValueError(
+            f"--cityscapes_label_format: expected labelIds or trainIds, got {label_format!r}"
+        )
     train_id_to_value = np.array([lab.id for lab in scored], np.int32)
     return LabelSpec("cityscapes", names, palette, table, train_id_to_value)
 
 
-CAMVID_CLASS_NAMES = ("sky", "building", "pole", "road", "pavement", "tree", "sign_symbol",
-                      "fence", "car", "pedestrian", "bicyclist")
+CAMVID_CLASS_NAMES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
 # SegNet-Tutorial's Scripts/test_segmentation_camvid.py colours, in class order.
-CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-                  (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
-                  (0, 128, 192))
+CAMVID_PALETTE = (
+    (128, 128, 128),
+    (128, 0, 0),
+    (192, 192, 128),
+    (128, 64, 128),
+    (60, 40, 222),
+    (128, 128, 0),
+    (192, 128, 128),
+    (64, 64, 128),
+    (64, 0, 128),
+    (64, 64, 0),
+    (0, 128, 192),
+)
 CAMVID_VOID = 11
 
 
 def camvid() -> LabelSpec:
     """CamVid in the SegNet version: values 0-10 are the classes, 11 is void (ignored)."""
-    table = _table({**{i: i for i in range(len(CAMVID_CLASS_NAMES))},
-                    CAMVID_VOID: IGNORE_LABEL})
+    table = _table({**{i: i for i in range(len(CAMVID_CLASS_NAMES))}, CAMVID_VOID: IGNORE_LABEL})
     return LabelSpec("camvid", CAMVID_CLASS_NAMES, np.array(CAMVID_PALETTE, np.uint8), table)
 
 
-def folder(num_classes: int, ignore_value: int = IGNORE_LABEL,
-           id_mapping: dict[int, int] | None = None,
-           class_names: tuple[str, ...] | None = None) -> LabelSpec:
+def folder(
+    num_classes: int,
+    ignore_value: int = IGNORE_LABEL,
+    id_mapping: dict[int, int] | None = None,
+    class_names: tuple[str, ...] | None = None,
+) -> LabelSpec:
     """A user's own masks.
 
     Args:
@@ -114,8 +144,10 @@ def folder(num_classes: int, ignore_value: int = IGNORE_LABEL,
         if not 0 <= value < NUM_LABEL_VALUES:
             raise ValueError(f"--id_mapping: stored value {value} is not in 0..255")
         if not (0 <= train_id < num_classes or train_id == IGNORE_LABEL):
-            raise ValueError(f"--id_mapping: train id {train_id} (for value {value}) is not in "
-                             f"0..{num_classes - 1} or {IGNORE_LABEL}")
+            raise ValueError(
+                f"--id_mapping: train id {train_id} (for value {value}) is not in "
+                f"0..{num_classes - 1} or {IGNORE_LABEL}"
+            )
     table = _table({**id_mapping, ignore_value: IGNORE_LABEL})
     if class_names is None:
         class_names = tuple(f"class_{i}" for i in range(num_classes))

@@ -77,8 +77,12 @@ def _permuted(position, count: int, seed: int) -> tf.Tensor:
     return tf.random.experimental.index_shuffle(position % count, epoch_seed, count - 1)
 
 
-def sample_numbers(batch_size: int, num_replicas: int, start_step: int = 0,
-                   input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+def sample_numbers(
+    batch_size: int,
+    num_replicas: int,
+    start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """Endless global sample numbers that one input pipeline reads, in order.
 
     Step t's global batch is samples [t * G, (t + 1) * G), G = batch_size * num_replicas.
@@ -91,11 +95,13 @@ def sample_numbers(batch_size: int, num_replicas: int, start_step: int = 0,
         num_replicas = input_context.num_replicas_in_sync
     global_batch = batch_size * num_replicas
     if global_batch % pipelines:
-        raise DatasetError(f"global batch {global_batch} does not split over {pipelines} input "
-                           "pipelines")
+        raise DatasetError(
+            f"global batch {global_batch} does not split over {pipelines} input pipelines"
+        )
     local = global_batch // pipelines
     return tf.data.Dataset.counter(start_step * local).map(
-        lambda j: (j // local) * global_batch + pipeline_id * local + j % local)
+        lambda j: (j // local) * global_batch + pipeline_id * local + j % local
+    )
 
 
 def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None):
@@ -116,43 +122,56 @@ def _augmented_crop(image, seed, config: PipelineConfig, label=None, center=None
     window = augment.crop_window(seeds[0], image_size, config.crop_size, scales)
     if center is not None:
         centered, yx = center
-        window = tf.where(centered, augment.crop_window(seeds[0], image_size, config.crop_size,
-                                                        scales, yx), window)
-    flip = tf.logical_and(config.random_flip,
-                          tf.random.stateless_uniform([], seeds[1]) < 0.5)
+        window = tf.where(
+            centered,
+            augment.crop_window(seeds[0], image_size, config.crop_size, scales, yx),
+            window,
+        )
+    flip = tf.logical_and(config.random_flip, tf.random.stateless_uniform([], seeds[1]) < 0.5)
     cropped = augment.crop_image(image, window, config.crop_size, flip)
     params = augment.photometric_params(seeds[2], config.color_jitter, config.blur_prob)
     if label is None:
         return cropped, params
     values, table, path = label
-    return cropped, params, augment.crop_label(values, window, config.crop_size, flip, table,
-                                               path)
+    return cropped, params, augment.crop_label(values, window, config.crop_size, flip, table, path)
 
 
-def _labeled_choice(sample, num_images: int, config: PipelineConfig,
-                    sampler: class_uniform.CenterSampler | None):
+def _labeled_choice(
+    sample, num_images: int, config: PipelineConfig, sampler: class_uniform.CenterSampler | None
+):
     """(image index, centred?, centre yx) of one labeled sample: a class-uniform draw with
     probability class_uniform_pct, else the next image of the shuffled epochs."""
     regular = tf.cast(_permuted(sample, num_images, config.seed), tf.int32)
     if sampler is None:
         return regular, tf.constant(False), tf.zeros([2], tf.int32)
-    centered = tf.random.stateless_uniform([], _element_seed(config.seed + 1, sample)) < \
-        config.class_uniform_pct
+    centered = (
+        tf.random.stateless_uniform([], _element_seed(config.seed + 1, sample))
+        < config.class_uniform_pct
+    )
     image_index, yx = sampler(_element_seed(config.seed + 2, sample))
     return tf.where(centered, image_index, regular), centered, yx
 
 
-def labeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset,
-                    batch_size: int, verbose: bool = True) -> tf.data.Dataset:
+def labeled_dataset(
+    files: TrainFiles,
+    config: PipelineConfig,
+    samples: tf.data.Dataset,
+    batch_size: int,
+    verbose: bool = True,
+) -> tf.data.Dataset:
     """Batches {"image": float32 [B, h, w, 3], "label": int32 [B, h, w], "photometric":
     float32 [B, 5]} of the given global sample numbers."""
     if not files.labeled:
         raise DatasetError("the labeled set is empty")
     sampler = None
     if config.class_uniform_pct > 0:
-        index = class_uniform.build_index([sample.label for sample in files.labeled],
-                                          files.spec, config.class_uniform_tiles,
-                                          class_uniform.cache_dirs(files.root), verbose)
+        index = class_uniform.build_index(
+            [sample.label for sample in files.labeled],
+            files.spec,
+            config.class_uniform_tiles,
+            class_uniform.cache_dirs(files.root),
+            verbose,
+        )
         sampler = class_uniform.CenterSampler(index)
     image_paths = tf.constant([sample.image for sample in files.labeled])
     label_paths = tf.constant([sample.label for sample in files.labeled])
@@ -163,45 +182,70 @@ def labeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.
         label_path = tf.gather(label_paths, index)
         image, params, label = _augmented_crop(
             decode.read_image(tf.gather(image_paths, index)),
-            _element_seed(config.seed + 3, sample), config,
+            _element_seed(config.seed + 3, sample),
+            config,
             label=(decode.read_label_values(label_path), table, label_path),
-            center=(centered, yx))
+            center=(centered, yx),
+        )
         return {"image": image, "label": label, "photometric": params}
 
-    return (samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(batch_size, drop_remainder=True))
+    return samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).batch(
+        batch_size, drop_remainder=True
+    )
 
 
-def unlabeled_dataset(files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset,
-                      batch_size: int) -> tf.data.Dataset:
+def unlabeled_dataset(
+    files: TrainFiles, config: PipelineConfig, samples: tf.data.Dataset, batch_size: int
+) -> tf.data.Dataset:
     """Batches {"u_a", "u_b": float32 [B, h, w, 3], "boxes": int32 [B, N, 4], "photometric_a",
     "photometric_b": float32 [B, 5]} of the given global sample numbers: two different
     unlabeled images per pair (one if the pool has one), augmented independently."""
     if not files.unlabeled:
-        raise DatasetError("the unlabeled pool is empty: lower --labeled_fraction/--labeled_count, "
-                           "or add --unlabeled_dirs / --use_coarse_unlabeled")
+        raise DatasetError(
+            "the unlabeled pool is empty: lower --labeled_fraction/--labeled_count, "
+            "or add --unlabeled_dirs / --use_coarse_unlabeled"
+        )
     paths = tf.constant(files.unlabeled)
     count = len(files.unlabeled)
     height, width = config.crop_size
 
     def load(sample):
-        seeds = tf.random.experimental.stateless_split(
-            _element_seed(config.seed + 4, sample), 3)
-        (u_a, params_a), (u_b, params_b) = (_augmented_crop(
-            decode.read_image(tf.gather(paths, _permuted(2 * sample + i, count, config.seed + 5))),
-            seeds[i], config) for i in range(2))
-        boxes = cutmix.sample_boxes(seeds[2], height, width, config.cutmix_boxes,
-                                    config.cutmix_area)
-        return {"u_a": u_a, "u_b": u_b, "boxes": boxes, "photometric_a": params_a,
-                "photometric_b": params_b}
+        seeds = tf.random.experimental.stateless_split(_element_seed(config.seed + 4, sample), 3)
+        (u_a, params_a), (u_b, params_b) = (
+            _augmented_crop(
+                decode.read_image(
+                    tf.gather(paths, _permuted(2 * sample + i, count, config.seed + 5))
+                ),
+                seeds[i],
+                config,
+            )
+            for i in range(2)
+        )
+        boxes = cutmix.sample_boxes(
+            seeds[2], height, width, config.cutmix_boxes, config.cutmix_area
+        )
+        return {
+            "u_a": u_a,
+            "u_b": u_b,
+            "boxes": boxes,
+            "photometric_a": params_a,
+            "photometric_b": params_b,
+        }
 
-    return (samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(batch_size, drop_remainder=True))
+    return samples.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).batch(
+        batch_size, drop_remainder=True
+    )
 
 
-def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int = 1,
-                  start_step: int = 0, input_context: tf.distribute.InputContext | None = None,
-                  with_unlabeled: bool = True, verbose: bool = True) -> tf.data.Dataset:
+def train_dataset(
+    files: TrainFiles,
+    config: PipelineConfig,
+    num_replicas: int = 1,
+    start_step: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    with_unlabeled: bool = True,
+    verbose: bool = True,
+) -> tf.data.Dataset:
     """The training stream (see the module docstring), from step `start_step` on.
 
     Without `input_context`: global batches (per-replica batch sizes * num_replicas), for
@@ -210,6 +254,7 @@ def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int =
     with_unlabeled=False (supervised baseline) leaves the "unlabeled" part out and reads no
     unlabeled image.
     """
+
     def batches(per_replica: int):
         samples = sample_numbers(per_replica, num_replicas, start_step, input_context)
         return samples, per_replica if input_context is not None else per_replica * num_replicas
@@ -220,7 +265,8 @@ def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int =
     else:
         unlabeled = unlabeled_dataset(files, config, *batches(config.unlabeled_batch_size))
         dataset = tf.data.Dataset.zip(labeled, unlabeled).map(
-            lambda lab, unl: {"labeled": lab, "unlabeled": unl})
+            lambda lab, unl: {"labeled": lab, "unlabeled": unl}
+        )
     options = tf.data.Options()
     options.deterministic = True
     # The stream is already split by sample number; auto-sharding would split it again.
@@ -229,8 +275,10 @@ def train_dataset(files: TrainFiles, config: PipelineConfig, num_replicas: int =
 
 
 # Which image each photometric parameter key of an element belongs to.
-PHOTOMETRIC_KEYS = {"labeled": {"image": "photometric"},
-                    "unlabeled": {"u_a": "photometric_a", "u_b": "photometric_b"}}
+PHOTOMETRIC_KEYS = {
+    "labeled": {"image": "photometric"},
+    "unlabeled": {"u_a": "photometric_a", "u_b": "photometric_b"},
+}
 
 
 def apply_photometric(element):
@@ -249,8 +297,9 @@ def apply_photometric(element):
         batch = dict(batch)
         for image_key, params_key in PHOTOMETRIC_KEYS.get(part, {}).items():
             if params_key in batch:
-                batch[image_key] = augment.apply_photometric(batch[image_key],
-                                                             batch.pop(params_key))
+                batch[image_key] = augment.apply_photometric(
+                    batch[image_key], batch.pop(params_key)
+                )
         result[part] = batch
     return result
 
@@ -264,12 +313,15 @@ def eval_dataset(samples: list[Sample], spec: LabelSpec) -> tf.data.Dataset:
 
     def load(image_path, label_path):
         values = decode.read_label_values(label_path)
-        return {"image": tf.cast(decode.read_image(image_path), tf.float32),
-                "label": decode.to_train_ids(values, table, label_path),
-                "path": image_path}
+        return {
+            "image": tf.cast(decode.read_image(image_path), tf.float32),
+            "label": decode.to_train_ids(values, table, label_path),
+            "path": image_path,
+        }
 
-    return (tf.data.Dataset.from_tensor_slices(([s.image for s in samples],
-                                                [s.label for s in samples]))
-            .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(1)
-            .prefetch(AUTOTUNE))
+    return (
+        tf.data.Dataset.from_tensor_slices(([s.image for s in samples], [s.label for s in samples]))
+        .map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        .batch(1)
+        .prefetch(AUTOTUNE)
+    )

@@ -17,8 +17,9 @@ from scl_tf.data.datasets import DatasetError, Sample, raise_problems
 LABELED_LIST_NAME = "labeled_list.txt"
 
 
-def choose_labeled(train: list[Sample], config: DataConfig,
-                   root: str) -> tuple[list[Sample], list[Sample]]:
+def choose_labeled(
+    train: list[Sample], config: DataConfig, root: str
+) -> tuple[list[Sample], list[Sample]]:
     """Splits train pairs into (labeled, unlabeled), both sorted by image path.
 
     Args:
@@ -42,8 +43,9 @@ def choose_labeled(train: list[Sample], config: DataConfig,
 def _labeled_count(num_train: int, config: DataConfig) -> int:
     if config.labeled_count is not None:
         if config.labeled_count > num_train:
-            raise DatasetError(f"--labeled_count={config.labeled_count} exceeds the "
-                               f"{num_train} train pairs")
+            raise DatasetError(
+                f"--labeled_count={config.labeled_count} exceeds the {num_train} train pairs"
+            )
         return config.labeled_count
     fraction = 1.0 if config.labeled_fraction is None else config.labeled_fraction
     return max(1, round(fraction * num_train))
@@ -75,8 +77,10 @@ def _read_labeled_list(path: str, train: list[Sample], root: str) -> set[int]:
             elif not matches:
                 problems.append(f"line {number}: {name!r} is not a train image")
             else:
-                problems.append(f"line {number}: {name!r} matches {len(matches)} train images; "
-                                "use the relative path")
+                problems.append(
+                    f"line {number}: {name!r} matches {len(matches)} train images; "
+                    "use the relative path"
+                )
     raise_problems(problems, f"--labeled_list {path}")
     if not chosen:
         raise DatasetError(f"--labeled_list {path}: names no image")

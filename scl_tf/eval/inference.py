@@ -54,8 +54,8 @@ def tile_weights(length: int, tile: int | None, starts: list[int]) -> list[np.nd
     window = np.minimum(np.arange(1, size + 1), np.arange(size, 0, -1)).astype(np.float64)
     total = np.zeros(length)
     for start in starts:
-        total[start:start + size] += window
-    return [(window / total[start:start + size]).astype(np.float32) for start in starts]
+        total[start : start + size] += window
+    return [(window / total[start : start + size]).astype(np.float32) for start in starts]
 
 
 def bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,17 +99,18 @@ def _resize_axis(values: tf.Tensor, start: int, taps, axis: int):
     span = slice(reached[0], reached[-1] + 1)
     # Index 0 and length + 1 are the zeros just outside the piece.
     padded = tf.pad(values, [(1, 1) if dim == axis else (0, 0) for dim in range(3)])
-    return span, _lerp(padded, lower[span] - start + 1, upper[span] - start + 1, lerp[span],
-                       axis)
+    return span, _lerp(padded, lower[span] - start + 1, upper[span] - start + 1, lerp[span], axis)
 
 
 def _run(predictor: ProbabilityFn, image: tf.Tensor) -> tf.Tensor:
     """float32 [h, w, 3] -> float32 [h, w, C] probabilities; fails if the size changed."""
     probabilities = np.asarray(predictor(image.numpy()[None]), np.float32)
     if probabilities.ndim != 4 or probabilities.shape[1:3] != tuple(image.shape[:2]):
-        raise ValueError(f"the model returned shape {probabilities.shape} for an image of shape "
-                         f"{(1, *image.shape)}: expected probabilities [1, H, W, C] at the "
-                         "input's size")
+        raise ValueError(
+            f"the model returned shape {probabilities.shape} for an image of shape "
+            f"{(1, *image.shape)}: expected probabilities [1, H, W, C] at the "
+            "input's size"
+        )
     return tf.constant(probabilities[0])
 
 
@@ -148,8 +149,9 @@ def _sample(values: tf.Tensor, taps, span: slice, axis: int) -> tf.Tensor:
     return _lerp(values, *(part[span] for part in taps), axis)
 
 
-def predict_probabilities(predictor: ProbabilityFn, image: np.ndarray,
-                          config: InferenceConfig = SINGLE_SCALE) -> np.ndarray:
+def predict_probabilities(
+    predictor: ProbabilityFn, image: np.ndarray, config: InferenceConfig = SINGLE_SCALE
+) -> np.ndarray:
     """Class probabilities of one image under the configured scales, flip and tiles.
 
     Args:
@@ -167,10 +169,14 @@ def predict_probabilities(predictor: ProbabilityFn, image: np.ndarray,
     for scale in config.scales:
         rows, cols = scaled_size((height, width), scale)
         # Taps to sample the scaled image from the input, and to resize back.
-        down = [None if new == old else bilinear_taps(new, old)
-                for new, old in ((rows, height), (cols, width))]
-        up = [None if new == old else bilinear_taps(old, new)
-              for new, old in ((rows, height), (cols, width))]
+        down = [
+            None if new == old else bilinear_taps(new, old)
+            for new, old in ((rows, height), (cols, width))
+        ]
+        up = [
+            None if new == old else bilinear_taps(old, new)
+            for new, old in ((rows, height), (cols, width))
+        ]
         row_starts = tile_starts(rows, tile[0], stride[0])
         col_starts = tile_starts(cols, tile[1], stride[1])
         for y0, y_weight in zip(row_starts, tile_weights(rows, tile[0], row_starts)):

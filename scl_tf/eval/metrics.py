@@ -25,8 +25,9 @@ def confusion_counts(labels, predictions, num_classes: int, ignore_label: int = 
     """
     labels = ops.reshape(ops.cast(labels, "int32"), [-1])
     predictions = ops.reshape(ops.cast(predictions, "int32"), [-1])
-    scored = ops.logical_and(labels != ignore_label,
-                             ops.logical_and(labels >= 0, labels < num_classes))
+    scored = ops.logical_and(
+        labels != ignore_label, ops.logical_and(labels >= 0, labels < num_classes)
+    )
     pairs = ops.where(scored, labels * num_classes + predictions, num_classes * num_classes)
     counts = ops.bincount(pairs, minlength=num_classes * num_classes + 1)
     return ops.reshape(counts[: num_classes * num_classes], [num_classes, num_classes])
@@ -75,8 +76,13 @@ class ConfusionMatrix(keras.metrics.Metric):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.ignore_label = ignore_label
-        self.counts = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
-                                        dtype="int64", aggregation="sum", name="counts")
+        self.counts = self.add_variable(
+            shape=(num_classes, num_classes),
+            initializer="zeros",
+            dtype="int64",
+            aggregation="sum",
+            name="counts",
+        )
 
     def update_state(self, labels, predictions, sample_weight=None):
         """labels: int [B, H, W] train ids; predictions: int [B, H, W] train ids."""
@@ -97,5 +103,8 @@ class ConfusionMatrix(keras.metrics.Metric):
         self.counts.assign(ops.zeros((self.num_classes, self.num_classes), "int64"))
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes,
-                "ignore_label": self.ignore_label}
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "ignore_label": self.ignore_label,
+        }

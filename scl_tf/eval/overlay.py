@@ -36,19 +36,23 @@ def colorize(train_ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return colors[index]
 
 
-def blend(image: np.ndarray, train_ids: np.ndarray, palette: np.ndarray,
-          alpha: float = 0.5) -> np.ndarray:
+def blend(
+    image: np.ndarray, train_ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5
+) -> np.ndarray:
     """uint8 [H, W, 3]: the colour map laid over the image with opacity `alpha`."""
-    mixed = (1.0 - alpha) * np.asarray(image, np.float32) + \
-        alpha * colorize(train_ids, palette).astype(np.float32)
+    mixed = (1.0 - alpha) * np.asarray(image, np.float32) + alpha * colorize(
+        train_ids, palette
+    ).astype(np.float32)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
 
 
 def add_legend(picture: np.ndarray, train_ids: np.ndarray, class_names, palette) -> np.ndarray:
     """uint8 [H + h, W, 3]: `picture` above a band naming the classes present in `train_ids`
     (most pixels first) beside their colours."""
-    counts = np.bincount(train_ids[(train_ids >= 0) & (train_ids < len(class_names))].ravel(),
-                         minlength=len(class_names))
+    counts = np.bincount(
+        train_ids[(train_ids >= 0) & (train_ids < len(class_names))].ravel(),
+        minlength=len(class_names),
+    )
     present = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
     font = ImageFont.load_default()
     width = picture.shape[1]
@@ -67,15 +71,20 @@ def add_legend(picture: np.ndarray, train_ids: np.ndarray, class_names, palette)
     for row, entries in enumerate(lines):
         top = 4 + row * LEGEND_ROW
         for class_id, left in entries:
-            draw.rectangle([left, top, left + LEGEND_SWATCH, top + LEGEND_SWATCH],
-                           fill=tuple(int(c) for c in palette[class_id]), outline=(0, 0, 0))
-            draw.text((left + LEGEND_SWATCH + 4, top), class_names[class_id], fill=(0, 0, 0),
-                      font=font)
+            draw.rectangle(
+                [left, top, left + LEGEND_SWATCH, top + LEGEND_SWATCH],
+                fill=tuple(int(c) for c in palette[class_id]),
+                outline=(0, 0, 0),
+            )
+            draw.text(
+                (left + LEGEND_SWATCH + 4, top), class_names[class_id], fill=(0, 0, 0), font=font
+            )
     return np.concatenate([picture, np.asarray(band)], axis=0)
 
 
-def render(train_ids: np.ndarray, image: np.ndarray, fmt: str, spec: LabelSpec,
-           alpha: float = 0.5) -> np.ndarray:
+def render(
+    train_ids: np.ndarray, image: np.ndarray, fmt: str, spec: LabelSpec, alpha: float = 0.5
+) -> np.ndarray:
     """The picture written for one prediction.
 
     Args:
@@ -91,6 +100,7 @@ def render(train_ids: np.ndarray, image: np.ndarray, fmt: str, spec: LabelSpec,
     if fmt == "color":
         return colorize(train_ids, spec.palette)
     if fmt == "overlay":
-        return add_legend(blend(image, train_ids, spec.palette, alpha), train_ids,
-                          spec.class_names, spec.palette)
+        return add_legend(
+            blend(image, train_ids, spec.palette, alpha), train_ids, spec.class_names, spec.palette
+        )
     raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")

@@ -33,8 +33,12 @@ SAVED_MODEL_FILE = "saved_model.pb"
 EXPORT_INFO_FILE = os.path.join("assets.extra", "scl_tf.json")  # written by export/
 SIGNATURE = "serving_default"
 ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
-INPUT_DTYPES = {"float32": np.float32, "uint8": np.uint8,
-                "tensor(float)": np.float32, "tensor(uint8)": np.uint8}
+INPUT_DTYPES = {
+    "float32": np.float32,
+    "uint8": np.uint8,
+    "tensor(float)": np.float32,
+    "tensor(uint8)": np.uint8,
+}
 
 
 class ModelError(ValueError):
@@ -66,17 +70,25 @@ class Predictor:
         if self.input_size is None:
             probabilities = self.run(images)
         elif height > self.input_size[0] or width > self.input_size[1]:
-            raise ModelError(f"{self.source}: takes {self.input_size[0]}x{self.input_size[1]} "
-                             f"images at most, got {height}x{width}; use --tile="
-                             f"{self.input_size[0]}x{self.input_size[1]}")
+            raise ModelError(
+                f"{self.source}: takes {self.input_size[0]}x{self.input_size[1]} "
+                f"images at most, got {height}x{width}; use --tile="
+                f"{self.input_size[0]}x{self.input_size[1]}"
+            )
         else:
-            padding = ((0, 0), (0, self.input_size[0] - height),
-                       (0, self.input_size[1] - width), (0, 0))
+            padding = (
+                (0, 0),
+                (0, self.input_size[0] - height),
+                (0, self.input_size[1] - width),
+                (0, 0),
+            )
             probabilities = self.run(np.pad(images, padding, mode="edge"))[:, :height, :width]
         probabilities = np.asarray(probabilities, np.float32)
         if probabilities.ndim != 4 or probabilities.shape[:3] != images.shape[:3]:
-            raise ModelError(f"{self.source}: returned shape {probabilities.shape} for images of "
-                             f"shape {np.shape(images)}; expected [B, H, W, C] at the input's size")
+            raise ModelError(
+                f"{self.source}: returned shape {probabilities.shape} for images of "
+                f"shape {np.shape(images)}; expected [B, H, W, C] at the input's size"
+            )
         return probabilities
 
 
@@ -113,8 +125,9 @@ def choose_output(names: list[str], source: str) -> tuple[str, bool]:
                 return name, logits
     if len(names) == 1:
         return names[0], True
-    raise ModelError(f"{source}: no output named like 'logits' or 'probabilities' among "
-                     f"{sorted(names)}")
+    raise ModelError(
+        f"{source}: no output named like 'logits' or 'probabilities' among {sorted(names)}"
+    )
 
 
 def _softmax(logits) -> np.ndarray:
@@ -132,8 +145,9 @@ def _as_input(images: np.ndarray, dtype) -> np.ndarray:
 def _input_dtype(type_name: str, source: str):
     dtype = INPUT_DTYPES.get(type_name)
     if dtype is None:
-        raise ModelError(f"{source}: input type {type_name} is not supported (float32 or uint8 "
-                         "RGB images)")
+        raise ModelError(
+            f"{source}: input type {type_name} is not supported (float32 or uint8 RGB images)"
+        )
     return dtype
 
 
@@ -166,13 +180,15 @@ def saved_model_predictor(path: str) -> Predictor:
     """Predictor of a SavedModel folder through its serving_default signature."""
     loaded = tf.saved_model.load(path)
     if SIGNATURE not in loaded.signatures:
-        raise ModelError(f"{path}: SavedModel without a {SIGNATURE!r} signature (has "
-                         f"{sorted(loaded.signatures)})")
+        raise ModelError(
+            f"{path}: SavedModel without a {SIGNATURE!r} signature (has "
+            f"{sorted(loaded.signatures)})"
+        )
     signature = loaded.signatures[SIGNATURE]
     inputs = signature.structured_input_signature[1]
     if len(inputs) != 1:
         raise ModelError(f"{path}: expected one image input, the signature takes {sorted(inputs)}")
-    (input_name, spec), = inputs.items()
+    ((input_name, spec),) = inputs.items()
     dtype = _input_dtype(spec.dtype.name, path)
     output, logits = choose_output(list(signature.structured_outputs), path)
 
@@ -183,9 +199,11 @@ def saved_model_predictor(path: str) -> Predictor:
         return _softmax(result) if logits else result.numpy()
 
     info_file = os.path.join(path, EXPORT_INFO_FILE)
-    labels = _export_labels(
-        lambda metadata: metadata.ExportInfo.from_dict(_read_json(info_file)), path) \
-        if os.path.isfile(info_file) else None
+    labels = (
+        _export_labels(lambda metadata: metadata.ExportInfo.from_dict(_read_json(info_file)), path)
+        if os.path.isfile(info_file)
+        else None
+    )
     return Predictor(run, path, "saved_model", _fixed_size(spec.shape.as_list(), path), labels)
 
 
@@ -196,13 +214,15 @@ def onnx_predictor(path: str) -> Predictor:
     available = onnxruntime.get_available_providers()
     try:
         session = onnxruntime.InferenceSession(
-            path, providers=[name for name in ONNX_PROVIDERS if name in available])
+            path, providers=[name for name in ONNX_PROVIDERS if name in available]
+        )
     except Exception as error:  # ORT raises its own exception types for unreadable models
         raise ModelError(f"{path}: ONNX Runtime cannot load it: {error}") from error
     inputs = session.get_inputs()
     if len(inputs) != 1:
-        raise ModelError(f"{path}: expected one image input, the model takes "
-                         f"{[item.name for item in inputs]}")
+        raise ModelError(
+            f"{path}: expected one image input, the model takes {[item.name for item in inputs]}"
+        )
     dtype = _input_dtype(inputs[0].type, path)
     output, logits = choose_output([item.name for item in session.get_outputs()], path)
 
@@ -211,8 +231,11 @@ def onnx_predictor(path: str) -> Predictor:
         return _softmax(result) if logits else result
 
     props = session.get_modelmeta().custom_metadata_map
-    labels = _export_labels(lambda metadata: metadata.from_onnx_props(props, path), path) \
-        if "class_names" in props else None
+    labels = (
+        _export_labels(lambda metadata: metadata.from_onnx_props(props, path), path)
+        if "class_names" in props
+        else None
+    )
     return Predictor(run, path, "onnx", _fixed_size(inputs[0].shape, path), labels)
 
 
@@ -247,8 +270,9 @@ def explicit_eval_weights(values, model_dir: str | None) -> str | None:
     return None if chosen == run_dir.read_info(model_dir).eval_weights else chosen
 
 
-def load_predictor(source: str, checkpoint: str = "final",
-                   eval_weights: str | None = None) -> Predictor:
+def load_predictor(
+    source: str, checkpoint: str = "final", eval_weights: str | None = None
+) -> Predictor:
     """Loads any supported model (see the module docstring).
 
     Args:
@@ -260,8 +284,11 @@ def load_predictor(source: str, checkpoint: str = "final",
     """
     if os.path.isfile(source) and source.endswith(".onnx"):
         return onnx_predictor(source)
-    if os.path.isdir(source) and not is_run_dir(source) and \
-            os.path.isfile(os.path.join(source, SAVED_MODEL_FILE)):
+    if (
+        os.path.isdir(source)
+        and not is_run_dir(source)
+        and os.path.isfile(os.path.join(source, SAVED_MODEL_FILE))
+    ):
         return saved_model_predictor(source)
     if (os.path.isfile(source) and source.endswith(".keras")) or is_run_dir(source):
         try:
@@ -269,5 +296,7 @@ def load_predictor(source: str, checkpoint: str = "final",
         except (FileNotFoundError, ValueError) as error:
             raise ModelError(str(error)) from error
         return keras_predictor(model, source)
-    raise ModelError(f"{source}: not a model dir of scl_tf.train ({run_dir.CONFIG_NAME}), a "
-                     f".keras file, a SavedModel folder ({SAVED_MODEL_FILE}) or an .onnx file")
+    raise ModelError(
+        f"{source}: not a model dir of scl_tf.train ({run_dir.CONFIG_NAME}), a "
+        f".keras file, a SavedModel folder ({SAVED_MODEL_FILE}) or an .onnx file"
+    )

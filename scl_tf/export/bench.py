@@ -35,14 +35,20 @@ def summarize(seconds, batch: int) -> LatencyStats:
     """LatencyStats of per-call times in seconds [N] of calls on `batch` images."""
     milliseconds = 1000.0 * np.asarray(seconds, np.float64)
     p50, p90, p99 = np.percentile(milliseconds, (50, 90, 99))
-    return LatencyStats(batch=batch, iters=len(milliseconds), p50_ms=float(p50),
-                        p90_ms=float(p90), p99_ms=float(p99),
-                        mean_ms=float(milliseconds.mean()),
-                        images_per_s=float(1000.0 * batch / milliseconds.mean()))
+    return LatencyStats(
+        batch=batch,
+        iters=len(milliseconds),
+        p50_ms=float(p50),
+        p90_ms=float(p90),
+        p99_ms=float(p99),
+        mean_ms=float(milliseconds.mean()),
+        images_per_s=float(1000.0 * batch / milliseconds.mean()),
+    )
 
 
-def time_side_by_side(calls: Mapping[str, Callable[[], object]], iters: int,
-                      warmup: int) -> dict[str, list[float]]:
+def time_side_by_side(
+    calls: Mapping[str, Callable[[], object]], iters: int, warmup: int
+) -> dict[str, list[float]]:
     """Per-call seconds of each call, alternating between them.
 
     Each of `warmup` rounds and `iters` timed rounds calls every function once in turn, so a
@@ -65,8 +71,13 @@ def time_side_by_side(calls: Mapping[str, Callable[[], object]], iters: int,
 
 def record_key(record: dict) -> tuple:
     """What makes two benchmark records the same measurement (the newer one replaces)."""
-    return (record["model"], record["provider"], record["precision"], record["batch"],
-            tuple(record["size"]))  # the model path tells static and dynamic exports apart
+    return (
+        record["model"],
+        record["provider"],
+        record["precision"],
+        record["batch"],
+        tuple(record["size"]),
+    )  # the model path tells static and dynamic exports apart
 
 
 def update_json(path: str, record: dict) -> list[dict]:

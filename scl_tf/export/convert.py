@@ -46,9 +46,11 @@ def parse_input_size(text: str, output_stride: int) -> tuple[int, int] | None:
     if height < 1 or width < 1:
         raise ConfigError(f"--input_size: must be positive, got {text!r}")
     if height % output_stride or width % output_stride:
-        raise ConfigError(f"--input_size: {height}x{width} is not divisible by the model's "
-                          f"output stride {output_stride}; use a multiple of {output_stride} "
-                          "(e.g. 512x1024) or dynamic")
+        raise ConfigError(
+            f"--input_size: {height}x{width} is not divisible by the model's "
+            f"output stride {output_stride}; use a multiple of {output_stride} "
+            "(e.g. 512x1024) or dynamic"
+        )
     return height, width
 
 
@@ -76,8 +78,12 @@ def collecting_garbage(period_s: float = 1.0):
         thread.join()
 
 
-def convert(model: TFModel, opset: int = 17, input_size: tuple[int, int] | None = None,
-            probabilities: bool = False) -> onnx.ModelProto:
+def convert(
+    model: TFModel,
+    opset: int = 17,
+    input_size: tuple[int, int] | None = None,
+    probabilities: bool = False,
+) -> onnx.ModelProto:
     """The model's serving_logits signature as ONNX.
 
     Args:
@@ -106,8 +112,11 @@ def convert(model: TFModel, opset: int = 17, input_size: tuple[int, int] | None 
 
     with collecting_garbage():
         proto, _ = tf2onnx.convert.from_function(
-            function, input_signature=[spec], opset=opset,
-            custom_rewriter=[dilated_conv.rewrite_dynamic_same_dilations])
+            function,
+            input_signature=[spec],
+            opset=opset,
+            custom_rewriter=[dilated_conv.rewrite_dynamic_same_dilations],
+        )
     return onnx_model.name_dynamic_dims(onnx_model.drop_resize_placeholders(proto))
 
 
@@ -135,9 +144,14 @@ def onnx_predictor(session) -> Predictor:
     return predict
 
 
-def export_onnx(model: TFModel, cases: list[ParityCase], opset: int = 17,
-                input_size: tuple[int, int] | None = None, fp16: bool = False,
-                probabilities: bool = False) -> tuple[onnx.ModelProto, ParityReport]:
+def export_onnx(
+    model: TFModel,
+    cases: list[ParityCase],
+    opset: int = 17,
+    input_size: tuple[int, int] | None = None,
+    fp16: bool = False,
+    probabilities: bool = False,
+) -> tuple[onnx.ModelProto, ParityReport]:
     """Converts `model`, stores its ExportInfo, and compares it with TensorFlow on `cases`.
 
     Args:
@@ -150,8 +164,12 @@ def export_onnx(model: TFModel, cases: list[ParityCase], opset: int = 17,
     proto = convert(model, opset, input_size, probabilities)
     if fp16:
         proto = onnx_model.to_fp16(proto)
-    info = dataclasses.replace(model.info, outputs=onnx_model.output_names(proto),
-                               precision="fp16" if fp16 else "fp32", input_size=input_size)
+    info = dataclasses.replace(
+        model.info,
+        outputs=onnx_model.output_names(proto),
+        precision="fp16" if fp16 else "fp32",
+        input_size=input_size,
+    )
     onnx_model.set_metadata(proto, info)
     session = runtime.create_session(proto.SerializeToString())
     report = check_parity(tf_predictor(model), onnx_predictor(session), cases, info.precision)

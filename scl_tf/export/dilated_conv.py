@@ -18,15 +18,26 @@ from __future__ import annotations
 from tf2onnx.graph_matcher import GraphMatcher, OpTypePattern
 
 _CONSTANT = "Const|ConstV2"
-_PATTERN = OpTypePattern("BatchToSpaceND", name="batch_to_space", inputs=[
-    OpTypePattern("DepthwiseConv2dNative|Conv2D", name="conv", inputs=[
-        OpTypePattern("SpaceToBatchND", name="space_to_batch", inputs=[
-            OpTypePattern("*"), OpTypePattern(_CONSTANT), OpTypePattern("*")]),
+_PATTERN = OpTypePattern(
+    "BatchToSpaceND",
+    name="batch_to_space",
+    inputs=[
+        OpTypePattern(
+            "DepthwiseConv2dNative|Conv2D",
+            name="conv",
+            inputs=[
+                OpTypePattern(
+                    "SpaceToBatchND",
+                    name="space_to_batch",
+                    inputs=[OpTypePattern("*"), OpTypePattern(_CONSTANT), OpTypePattern("*")],
+                ),
+                OpTypePattern("*"),
+            ],
+        ),
+        OpTypePattern(_CONSTANT),
         OpTypePattern("*"),
-    ]),
-    OpTypePattern(_CONSTANT),
-    OpTypePattern("*"),
-])
+    ],
+)
 # Ops through which TensorFlow assembles the [spatial, 2] paddings from their parts.
 _ASSEMBLY_OPS = {"Concat", "ConcatV2", "Pack", "StridedSlice", "ExpandDims", "Identity"}
 
@@ -64,16 +75,19 @@ def _dilations_and_pads(graph, match) -> tuple[list[int], list[int]] | None:
     blocks = space_to_batch.inputs[1].get_tensor_value(as_list=True)
     if blocks != match.get_op("batch_to_space").inputs[1].get_tensor_value(as_list=True):
         return None
-    if conv.get_attr_value("data_format", b"NHWC") != b"NHWC" or \
-            conv.get_attr_value("padding") != b"VALID" or \
-            any(stride != 1 for stride in conv.get_attr_value("strides")):
+    if (
+        conv.get_attr_value("data_format", b"NHWC") != b"NHWC"
+        or conv.get_attr_value("padding") != b"VALID"
+        or any(stride != 1 for stride in conv.get_attr_value("strides"))
+    ):
         return None
     kernel_shape = graph.get_shape(conv.input[1])
     if kernel_shape is None or len(blocks) != 2 or any(size <= 0 for size in kernel_shape[:2]):
         return None
     pads = [same_pads(size, block) for size, block in zip(kernel_shape[:2], blocks)]
-    if space_to_batch.inputs[2].is_const() or \
-            _computed_end_pads(space_to_batch.inputs[2]) != [end for _, end in pads]:
+    if space_to_batch.inputs[2].is_const() or _computed_end_pads(space_to_batch.inputs[2]) != [
+        end for _, end in pads
+    ]:
         return None
     return [1, *blocks, 1], [0, 0, *pads[0], *pads[1], 0, 0]
 

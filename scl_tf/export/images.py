@@ -39,7 +39,8 @@ def write_image(path: str, array: np.ndarray) -> None:
 
 def class_shares(labels: np.ndarray, class_names, top: int = 3) -> str:
     """The `top` most frequent classes of int train ids [H, W], e.g. "road 31%, sky 20%"."""
-    counts = np.bincount(labels.ravel(), minlength=len(class_names))[:len(class_names)]
+    counts = np.bincount(labels.ravel(), minlength=len(class_names))[: len(class_names)]
     order = np.argsort(-counts, kind="stable")[:top]
-    return ", ".join(f"{class_names[i]} {100 * counts[i] / labels.size:.0f}%"
-                     for i in order if counts[i])
+    return ", ".join(
+        f"{class_names[i]} {100 * counts[i] / labels.size:.0f}%" for i in order if counts[i]
+    )

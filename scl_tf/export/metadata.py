@@ -12,12 +12,14 @@ import json
 
 from scl_tf.data import labels as labels_lib
 
-INPUT_CONVENTION = ("images: RGB [batch, height, width, 3] with values in [0, 255], float32 (the "
-                    "SavedModel's serving_uint8 signature takes uint8); the ImageNet "
-                    "normalisation is inside the model")
+INPUT_CONVENTION = (
+    "images: RGB [batch, height, width, 3] with values in [0, 255], float32 (the "
+    "SavedModel's serving_uint8 signature takes uint8); the ImageNet "
+    "normalisation is inside the model"
+)
 OUTPUT_DOCS = {
     "logits": "float32 [batch, height, width, C]; softmax over the last axis gives the "
-              "probabilities",
+    "probabilities",
     "probabilities": "float32 [batch, height, width, C]: softmax of the logits",
     "labels": "int32 [batch, height, width]: train ids 0..C-1 (argmax of the logits)",
     "label_ids": "int32 [batch, height, width]: Cityscapes labelIds of the predicted train ids",
@@ -59,20 +61,22 @@ class ExportInfo:
 
     def __post_init__(self):
         if len(self.palette) != len(self.class_names):
-            raise ValueError(f"ExportInfo: {len(self.palette)} colours for "
-                             f"{len(self.class_names)} classes")
+            raise ValueError(
+                f"ExportInfo: {len(self.palette)} colours for {len(self.class_names)} classes"
+            )
         if self.label_ids is not None and len(self.label_ids) != len(self.class_names):
-            raise ValueError(f"ExportInfo: {len(self.label_ids)} label ids for "
-                             f"{len(self.class_names)} classes")
+            raise ValueError(
+                f"ExportInfo: {len(self.label_ids)} label ids for {len(self.class_names)} classes"
+            )
         unknown = set(self.outputs) - set(OUTPUT_DOCS)
         if unknown:
             raise ValueError(f"ExportInfo: unknown outputs {sorted(unknown)}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"ExportInfo: precision must be one of {PRECISIONS}, "
-                             f"got {self.precision!r}")
+            raise ValueError(
+                f"ExportInfo: precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
         if self.weights not in WEIGHTS:
-            raise ValueError(f"ExportInfo: weights must be one of {WEIGHTS}, "
-                             f"got {self.weights!r}")
+            raise ValueError(f"ExportInfo: weights must be one of {WEIGHTS}, got {self.weights!r}")
 
     @property
     def num_classes(self) -> int:
@@ -103,8 +107,9 @@ class ExportInfo:
         return "\n".join(f"{name}: {OUTPUT_DOCS[name]}" for name in self.outputs)
 
 
-def make_info(dataset: str, backbone: str, output_stride: int, class_names, weights: str,
-              **overrides) -> ExportInfo:
+def make_info(
+    dataset: str, backbone: str, output_stride: int, class_names, weights: str, **overrides
+) -> ExportInfo:
     """ExportInfo of a model trained on `dataset`, colours and label ids from its LabelSpec.
 
     Args:
@@ -113,12 +118,19 @@ def make_info(dataset: str, backbone: str, output_stride: int, class_names, weig
       overrides: other ExportInfo fields (outputs, precision, input_size).
     """
     spec = label_spec(dataset, tuple(class_names))
-    label_ids = None if spec.train_id_to_value is None else \
-        tuple(int(v) for v in spec.train_id_to_value)
-    return ExportInfo(dataset=dataset, backbone=backbone, output_stride=int(output_stride),
-                      class_names=tuple(class_names),
-                      palette=tuple(tuple(int(c) for c in colour) for colour in spec.palette),
-                      label_ids=label_ids, weights=weights, **overrides)
+    label_ids = (
+        None if spec.train_id_to_value is None else tuple(int(v) for v in spec.train_id_to_value)
+    )
+    return ExportInfo(
+        dataset=dataset,
+        backbone=backbone,
+        output_stride=int(output_stride),
+        class_names=tuple(class_names),
+        palette=tuple(tuple(int(c) for c in colour) for colour in spec.palette),
+        label_ids=label_ids,
+        weights=weights,
+        **overrides,
+    )
 
 
 def label_spec(dataset: str, class_names: tuple[str, ...]) -> labels_lib.LabelSpec:
@@ -136,8 +148,10 @@ def label_spec(dataset: str, class_names: tuple[str, ...]) -> labels_lib.LabelSp
     else:
         raise ValueError(f"--dataset: expected cityscapes, camvid or folder, got {dataset!r}")
     if spec.class_names != class_names:
-        raise ValueError(f"{dataset}: the model's {len(class_names)} classes {class_names} are "
-                         f"not the dataset's {spec.class_names}")
+        raise ValueError(
+            f"{dataset}: the model's {len(class_names)} classes {class_names} are "
+            f"not the dataset's {spec.class_names}"
+        )
     return spec
 
 
@@ -158,6 +172,8 @@ def from_onnx_props(props: dict[str, str], source: str) -> ExportInfo:
     names = [field.name for field in dataclasses.fields(ExportInfo)]
     missing = [name for name in names if name not in props]
     if missing:
-        raise ValueError(f"{source}: no scl_tf metadata ({', '.join(missing)} missing); export "
-                         "it with export/to_onnx.py")
+        raise ValueError(
+            f"{source}: no scl_tf metadata ({', '.join(missing)} missing); export "
+            "it with export/to_onnx.py"
+        )
     return ExportInfo.from_dict({name: json.loads(props[name]) for name in names})

@@ -23,8 +23,11 @@ def drop_resize_placeholders(model: onnx.ModelProto) -> onnx.ModelProto:
     unambiguous. Edits `model` in place and returns it.
     """
     for node in model.graph.node:
-        if node.op_type == "Resize" and len(node.input) > _RESIZE_SIZES_INPUT and \
-                node.input[_RESIZE_SIZES_INPUT]:
+        if (
+            node.op_type == "Resize"
+            and len(node.input) > _RESIZE_SIZES_INPUT
+            and node.input[_RESIZE_SIZES_INPUT]
+        ):
             node.input[1] = ""
             node.input[2] = ""
     used = {name for node in model.graph.node for name in node.input}
@@ -55,8 +58,10 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 def set_metadata(model: onnx.ModelProto, info: ExportInfo) -> onnx.ModelProto:
     """Stores `info` (and readable input/output conventions) as metadata_props, in place."""
     onnx.helper.set_model_props(model, to_onnx_props(info))
-    model.doc_string = (f"DeepLabV3+ {info.backbone} ({info.weights} weights), "
-                        f"{info.num_classes} {info.dataset} classes, exported by scl_tf")
+    model.doc_string = (
+        f"DeepLabV3+ {info.backbone} ({info.weights} weights), "
+        f"{info.num_classes} {info.dataset} classes, exported by scl_tf"
+    )
     return model
 
 

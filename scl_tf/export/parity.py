@@ -40,8 +40,9 @@ def random_images(batch: int, size: tuple[int, int], seed: int) -> np.ndarray:
     return rng.integers(0, 256, (batch, *size, 3)).astype(np.float32)
 
 
-def parity_cases(input_size: tuple[int, int] | None, frames: list[str],
-                 seed: int = 0) -> list[ParityCase]:
+def parity_cases(
+    input_size: tuple[int, int] | None, frames: list[str], seed: int = 0
+) -> list[ParityCase]:
     """Random images and real frames to compare on.
 
     Args:
@@ -52,12 +53,16 @@ def parity_cases(input_size: tuple[int, int] | None, frames: list[str],
     size = input_size or RANDOM_SIZE
     cases = [ParityCase(f"random 2x{size[0]}x{size[1]}", random_images(2, size, seed))]
     if input_size is None:
-        cases.append(ParityCase(f"random 1x{ODD_SIZE[0]}x{ODD_SIZE[1]}",
-                                random_images(1, ODD_SIZE, seed + 1)))
+        cases.append(
+            ParityCase(
+                f"random 1x{ODD_SIZE[0]}x{ODD_SIZE[1]}", random_images(1, ODD_SIZE, seed + 1)
+            )
+        )
     for path in frames:
         image = read_image(path, input_size).astype(np.float32)[None]
-        cases.append(ParityCase(f"{os.path.basename(path)} {image.shape[1]}x{image.shape[2]}",
-                                image))
+        cases.append(
+            ParityCase(f"{os.path.basename(path)} {image.shape[1]}x{image.shape[2]}", image)
+        )
     return cases
 
 
@@ -71,8 +76,10 @@ def parity_frames(folder: str | None, count: int) -> list[str]:
     if not folder or count == 0:
         return []
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"--parity_dir: no such folder: {folder} (pass "
-                                "--parity_dir='' to compare on random images only)")
+        raise FileNotFoundError(
+            f"--parity_dir: no such folder: {folder} (pass "
+            "--parity_dir='' to compare on random images only)"
+        )
     frames = list_images(folder)[:count]
     if not frames:
         raise FileNotFoundError(f"--parity_dir: no PNG or JPEG images in {folder}")
@@ -134,32 +141,46 @@ class ParityReport:
         else:
             criterion = f"max |dprob| <= {MAX_PROBABILITY_DELTA:.0e}"
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"parity {self.precision} vs TensorFlow on {len(self.cases)} inputs "
-                f"({self.pixels} pixels): max |dprob| {self.max_probability_delta:.2e}, "
-                f"argmax agreement {100 * self.argmax_agreement:.3f}% "
-                f"[{criterion}: {verdict}]")
+        return (
+            f"parity {self.precision} vs TensorFlow on {len(self.cases)} inputs "
+            f"({self.pixels} pixels): max |dprob| {self.max_probability_delta:.2e}, "
+            f"argmax agreement {100 * self.argmax_agreement:.3f}% "
+            f"[{criterion}: {verdict}]"
+        )
 
     def details(self) -> str:
         """One line per input: its name, max |dprob| and agreement."""
-        return "\n".join(f"  {case.name}: max |dprob| {case.max_probability_delta:.2e}, "
-                         f"argmax agreement {100 * case.agreeing / case.pixels:.3f}%"
-                         for case in self.cases)
+        return "\n".join(
+            f"  {case.name}: max |dprob| {case.max_probability_delta:.2e}, "
+            f"argmax agreement {100 * case.agreeing / case.pixels:.3f}%"
+            for case in self.cases
+        )
 
 
-def compare_case(name: str, reference: tuple[np.ndarray, np.ndarray],
-                 exported: tuple[np.ndarray, np.ndarray]) -> CaseResult:
+def compare_case(
+    name: str, reference: tuple[np.ndarray, np.ndarray], exported: tuple[np.ndarray, np.ndarray]
+) -> CaseResult:
     """CaseResult of (probabilities [B, H, W, C], labels [B, H, W]) pairs of one input."""
     (ref_probs, ref_labels), (probs, labels) = reference, exported
     if probs.shape != ref_probs.shape:
-        raise ValueError(f"parity on {name}: output shape {probs.shape}, TensorFlow's "
-                         f"{ref_probs.shape}")
-    return CaseResult(name, float(np.abs(probs - ref_probs).max()),
-                      int((labels == ref_labels).sum()), int(ref_labels.size))
+        raise ValueError(
+            f"parity on {name}: output shape {probs.shape}, TensorFlow's {ref_probs.shape}"
+        )
+    return CaseResult(
+        name,
+        float(np.abs(probs - ref_probs).max()),
+        int((labels == ref_labels).sum()),
+        int(ref_labels.size),
+    )
 
 
-def check_parity(reference: Predictor, exported: Predictor, cases: list[ParityCase],
-                 precision: str) -> ParityReport:
+def check_parity(
+    reference: Predictor, exported: Predictor, cases: list[ParityCase], precision: str
+) -> ParityReport:
     """Runs both predictors on every case and compares their probabilities and labels."""
-    return ParityReport(precision, tuple(
-        compare_case(case.name, reference(case.images), exported(case.images))
-        for case in cases))
+    return ParityReport(
+        precision,
+        tuple(
+            compare_case(case.name, reference(case.images), exported(case.images)) for case in cases
+        ),
+    )

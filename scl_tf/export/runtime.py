@@ -10,8 +10,11 @@ import onnxruntime as ort
 
 from scl_tf.export.metadata import ExportInfo, from_onnx_props
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "tensorrt": "TensorrtExecutionProvider"}
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
 CUDNN_CONV_ALGO_SEARCHES = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 INPUT_NAME = "images"
 
@@ -42,17 +45,22 @@ class RuntimeOptions:
 
     def __post_init__(self):
         if self.provider not in PROVIDERS:
-            raise ValueError(f"--provider: expected one of {', '.join(PROVIDERS)}, "
-                             f"got {self.provider!r}")
+            raise ValueError(
+                f"--provider: expected one of {', '.join(PROVIDERS)}, got {self.provider!r}"
+            )
         if self.cudnn_conv_algo_search not in CUDNN_CONV_ALGO_SEARCHES:
-            raise ValueError(f"--cudnn_conv_algo_search: expected one of "
-                             f"{', '.join(CUDNN_CONV_ALGO_SEARCHES)}, "
-                             f"got {self.cudnn_conv_algo_search!r}")
+            raise ValueError(
+                f"--cudnn_conv_algo_search: expected one of "
+                f"{', '.join(CUDNN_CONV_ALGO_SEARCHES)}, "
+                f"got {self.cudnn_conv_algo_search!r}"
+            )
         if self.device_id < 0:
             raise ValueError(f"--device_id: must be >= 0, got {self.device_id}")
         if self.provider != "tensorrt" and (self.trt_fp16 or self.trt_engine_cache):
-            raise ValueError(f"--trt_engine_cache / TensorRT fp16: only with "
-                             f"--provider=tensorrt, not {self.provider}")
+            raise ValueError(
+                f"--trt_engine_cache / TensorRT fp16: only with "
+                f"--provider=tensorrt, not {self.provider}"
+            )
 
     @property
     def device(self) -> str:
@@ -60,8 +68,9 @@ class RuntimeOptions:
         return "cpu" if self.provider == "cpu" else "cuda"
 
 
-def execution_providers(options: RuntimeOptions,
-                        available: list[str]) -> list[tuple[str, dict[str, str]]]:
+def execution_providers(
+    options: RuntimeOptions, available: list[str]
+) -> list[tuple[str, dict[str, str]]]:
     """(name, options) of the providers to ask for, preferred first, ending with the CPU.
 
     Args:
@@ -72,20 +81,28 @@ def execution_providers(options: RuntimeOptions,
     """
     wanted = PROVIDERS[options.provider]
     if wanted not in available:
-        raise ProviderError(f"--provider={options.provider}: this onnxruntime offers only "
-                            f"{', '.join(available)} (the GPU providers need onnxruntime-gpu "
-                            "instead of onnxruntime)")
-    cuda = ("CUDAExecutionProvider",
-            {"device_id": str(options.device_id),
-             "cudnn_conv_algo_search": options.cudnn_conv_algo_search})
+        raise ProviderError(
+            f"--provider={options.provider}: this onnxruntime offers only "
+            f"{', '.join(available)} (the GPU providers need onnxruntime-gpu "
+            "instead of onnxruntime)"
+        )
+    cuda = (
+        "CUDAExecutionProvider",
+        {
+            "device_id": str(options.device_id),
+            "cudnn_conv_algo_search": options.cudnn_conv_algo_search,
+        },
+    )
     cpu = ("CPUExecutionProvider", {})
     if options.provider == "cpu":
         return [cpu]
     if options.provider == "cuda":
         return [cuda, cpu]
-    tensorrt = {"device_id": str(options.device_id),
-                "trt_fp16_enable": str(options.trt_fp16),
-                "trt_engine_cache_enable": str(options.trt_engine_cache is not None)}
+    tensorrt = {
+        "device_id": str(options.device_id),
+        "trt_fp16_enable": str(options.trt_fp16),
+        "trt_engine_cache_enable": str(options.trt_engine_cache is not None),
+    }
     if options.trt_engine_cache is not None:
         tensorrt["trt_engine_cache_path"] = options.trt_engine_cache
     providers = [("TensorrtExecutionProvider", tensorrt)]
@@ -95,8 +112,9 @@ def execution_providers(options: RuntimeOptions,
     return providers + [cpu]
 
 
-def create_session(model: str | bytes, options: RuntimeOptions = RuntimeOptions(),
-                   flag: str = "--model") -> ort.InferenceSession:
+def create_session(
+    model: str | bytes, options: RuntimeOptions = RuntimeOptions(), flag: str = "--model"
+) -> ort.InferenceSession:
     """An InferenceSession of an .onnx file or serialized model on the chosen provider.
 
     Args:
@@ -111,12 +129,17 @@ def create_session(model: str | bytes, options: RuntimeOptions = RuntimeOptions(
     if isinstance(model, str) and not os.path.isfile(model):
         raise FileNotFoundError(f"{flag}: no such ONNX file: {model}")
     providers = execution_providers(options, ort.get_available_providers())
-    session = ort.InferenceSession(model, providers=[name for name, _ in providers],
-                                   provider_options=[opts for _, opts in providers])
+    session = ort.InferenceSession(
+        model,
+        providers=[name for name, _ in providers],
+        provider_options=[opts for _, opts in providers],
+    )
     if session.get_providers()[0] != providers[0][0]:
-        raise ProviderError(f"--provider={options.provider}: {providers[0][0]} failed to start "
-                            f"(session runs on {session.get_providers()}); see the "
-                            "onnxruntime log above")
+        raise ProviderError(
+            f"--provider={options.provider}: {providers[0][0]} failed to start "
+            f"(session runs on {session.get_providers()}); see the "
+            "onnxruntime log above"
+        )
     return session
 
 
@@ -133,14 +156,17 @@ def static_input_size(session: ort.InferenceSession) -> tuple[int, int] | None:
     return None
 
 
-def check_input_size(session: ort.InferenceSession, size: tuple[int, int], flag: str,
-                     source: str) -> None:
+def check_input_size(
+    session: ort.InferenceSession, size: tuple[int, int], flag: str, source: str
+) -> None:
     """Raises ValueError naming `flag` when a static-size model cannot take `size` (H, W)."""
     fixed = static_input_size(session)
     if fixed is not None and tuple(size) != fixed:
-        raise ValueError(f"{flag}: {size[0]}x{size[1]} does not fit {source}, exported for "
-                         f"{fixed[0]}x{fixed[1]} only (export with --input_size=dynamic for "
-                         "any size)")
+        raise ValueError(
+            f"{flag}: {size[0]}x{size[1]} does not fit {source}, exported for "
+            f"{fixed[0]}x{fixed[1]} only (export with --input_size=dynamic for "
+            "any size)"
+        )
 
 
 def run(session: ort.InferenceSession, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -161,8 +187,7 @@ class BoundRunner:
       options: the session's RuntimeOptions (device and device id).
     """
 
-    def __init__(self, session: ort.InferenceSession, images: np.ndarray,
-                 options: RuntimeOptions):
+    def __init__(self, session: ort.InferenceSession, images: np.ndarray, options: RuntimeOptions):
         self._session = session
         self._binding = session.io_binding()
         self._input = ort.OrtValue.ortvalue_from_numpy(images, options.device, options.device_id)

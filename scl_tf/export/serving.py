@@ -32,8 +32,9 @@ METADATA_FILE = os.path.join("assets.extra", "scl_tf.json")
 _ANY_SIZE = [None, None, None, 3]
 
 
-def head_outputs(logits: tf.Tensor, label_ids: tuple[int, ...] | None = None,
-                 probabilities: bool = True) -> dict[str, tf.Tensor]:
+def head_outputs(
+    logits: tf.Tensor, label_ids: tuple[int, ...] | None = None, probabilities: bool = True
+) -> dict[str, tf.Tensor]:
     """The served outputs of float32 logits [B, H, W, C].
 
     Returns:
@@ -84,9 +85,11 @@ class SegmentationServer(tf.Module):
 
     def signature_functions(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         """{signature name: concrete function}, for tf.saved_model.save."""
-        return {SIGNATURE_FLOAT: self.serve_float.get_concrete_function(),
-                SIGNATURE_UINT8: self.serve_uint8.get_concrete_function(),
-                SIGNATURE_LOGITS: self.serve_logits.get_concrete_function()}
+        return {
+            SIGNATURE_FLOAT: self.serve_float.get_concrete_function(),
+            SIGNATURE_UINT8: self.serve_uint8.get_concrete_function(),
+            SIGNATURE_LOGITS: self.serve_logits.get_concrete_function(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +128,18 @@ def run_info(model_dir: str, eval_weights: str | None = None) -> ExportInfo:
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"{model_dir}: no such model dir")
     run = run_dir.read_info(model_dir)
-    return make_info(run.dataset, run.model.backbone, run.model.output_stride, run.class_names,
-                     eval_weights or run.eval_weights)
+    return make_info(
+        run.dataset,
+        run.model.backbone,
+        run.model.output_stride,
+        run.class_names,
+        eval_weights or run.eval_weights,
+    )
 
 
-def run_model(model_dir: str, checkpoint: str = "final",
-              eval_weights: str | None = None) -> tuple[keras.Model, ExportInfo]:
+def run_model(
+    model_dir: str, checkpoint: str = "final", eval_weights: str | None = None
+) -> tuple[keras.Model, ExportInfo]:
     """The evaluation model of a run of scl_tf.train (the EMA teacher by default).
 
     Args:
@@ -144,8 +153,9 @@ def run_model(model_dir: str, checkpoint: str = "final",
     return run_dir.load_model(model_dir, checkpoint, eval_weights), info
 
 
-def untrained_model(backbone: str, output_stride: int, dataset: str,
-                    num_classes: int | None = None) -> tuple[keras.Model, ExportInfo]:
+def untrained_model(
+    backbone: str, output_stride: int, dataset: str, num_classes: int | None = None
+) -> tuple[keras.Model, ExportInfo]:
     """A randomly initialised DeepLabV3+ with a dataset's classes (for latency benchmarks).
 
     Args:
@@ -156,8 +166,9 @@ def untrained_model(backbone: str, output_stride: int, dataset: str,
             raise ValueError("--num_classes: required with --dataset=folder")
         class_names = labels_lib.folder(num_classes).class_names
     else:
-        class_names = {"cityscapes": labels_lib.cityscapes,
-                       "camvid": labels_lib.camvid}[dataset]().class_names
+        class_names = {"cityscapes": labels_lib.cityscapes, "camvid": labels_lib.camvid}[
+            dataset
+        ]().class_names
     model = build_model(backbone, len(class_names), output_stride)
     return model, make_info(dataset, backbone, output_stride, class_names, "untrained")
 
@@ -187,8 +198,9 @@ def saved_model_info(path: str) -> ExportInfo:
         raise FileNotFoundError(f"{path}: not a SavedModel (no saved_model.pb)")
     metadata_path = os.path.join(path, METADATA_FILE)
     if not os.path.isfile(metadata_path):
-        raise FileNotFoundError(f"{path}: a SavedModel without {METADATA_FILE}; export it with "
-                                "export/to_saved_model.py")
+        raise FileNotFoundError(
+            f"{path}: a SavedModel without {METADATA_FILE}; export it with export/to_saved_model.py"
+        )
     with open(metadata_path) as source:
         return ExportInfo.from_dict(json.load(source))
 
@@ -203,13 +215,14 @@ def load_saved_model(path: str) -> TFModel:
     loaded = tf.saved_model.load(path)
     missing = {SIGNATURE_FLOAT, SIGNATURE_LOGITS} - set(loaded.signatures)
     if missing:
-        raise FileNotFoundError(f"{path}: signatures {sorted(missing)} missing; export it with "
-                                "export/to_saved_model.py")
+        raise FileNotFoundError(
+            f"{path}: signatures {sorted(missing)} missing; export it with export/to_saved_model.py"
+        )
     return TFModel(loaded.signatures, info, loaded)
 
 
 def source_kind(source: str) -> str:
-    """"saved_model" or "model_dir".
+    """ "saved_model" or "model_dir".
 
     Raises:
       FileNotFoundError: `source` is neither a SavedModel nor a model dir of scl_tf.train.
@@ -218,8 +231,10 @@ def source_kind(source: str) -> str:
         return "saved_model"
     if os.path.isfile(os.path.join(source, run_dir.CONFIG_NAME)):
         return "model_dir"
-    raise FileNotFoundError(f"{source}: neither a model dir of scl_tf.train ({run_dir.CONFIG_NAME})"
-                            " nor a SavedModel (saved_model.pb)")
+    raise FileNotFoundError(
+        f"{source}: neither a model dir of scl_tf.train ({run_dir.CONFIG_NAME})"
+        " nor a SavedModel (saved_model.pb)"
+    )
 
 
 def source_info(source: str, eval_weights: str | None = None) -> ExportInfo:
@@ -229,8 +244,7 @@ def source_info(source: str, eval_weights: str | None = None) -> ExportInfo:
     return run_info(source, eval_weights)
 
 
-def load_source(source: str, checkpoint: str = "final",
-                eval_weights: str | None = None) -> TFModel:
+def load_source(source: str, checkpoint: str = "final", eval_weights: str | None = None) -> TFModel:
     """A SavedModel of `save_saved_model`, or the evaluation model of a run's model dir."""
     if source_kind(source) == "saved_model":
         return load_saved_model(source)

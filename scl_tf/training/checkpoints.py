@@ -42,11 +42,14 @@ class RunCheckpoints:
         self.best_miou = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_miou")
         self.checkpoint = tf.train.Checkpoint(step=self.step, best_miou=self.best_miou, **objects)
         self.latest = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(root, LATEST_FOLDER), max_to_keep=keep,
-            step_counter=self.step)
+            self.checkpoint,
+            os.path.join(root, LATEST_FOLDER),
+            max_to_keep=keep,
+            step_counter=self.step,
+        )
         self.best = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(root, BEST_FOLDER), max_to_keep=1,
-            step_counter=self.step)
+            self.checkpoint, os.path.join(root, BEST_FOLDER), max_to_keep=1, step_counter=self.step
+        )
 
     def restore(self) -> bool:
         """Restores the latest checkpoint, if any; returns whether one was found."""

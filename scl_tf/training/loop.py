@@ -65,13 +65,20 @@ def check_crop_fits(files: pipeline.TrainFiles, config: Config) -> None:
         raise ConfigError(
             f"--crop_size={crop[0]}x{crop[1]} is larger than the smallest labeled image "
             f"({smallest[0]}x{smallest[1]}) at --scale_max={config.pipeline.scale_max} "
-            f"({reach[0]}x{reach[1]}): crops would be mostly padding")
+            f"({reach[0]}x{reach[1]}): crops would be mostly padding"
+        )
 
 
 def _optimizer(config: Config, steps: int) -> keras.optimizers.Optimizer:
     train = config.train
-    optimizer = build_optimizer(train.learning_rate, steps, train.lr_power, train.momentum,
-                                train.weight_decay, train.weight_decay_mode)
+    optimizer = build_optimizer(
+        train.learning_rate,
+        steps,
+        train.lr_power,
+        train.momentum,
+        train.weight_decay,
+        train.weight_decay_mode,
+    )
     if train.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -103,12 +110,15 @@ class _StopRequest:
 def _check_finite(logs: dict, step: int) -> None:
     for term in LOSS_TERMS:
         if not np.isfinite(logs[term]):
-            raise TrainingError(f"step {step}: {term} is {logs[term]}; stopping. The last good "
-                                "checkpoint is kept in the model dir.")
+            raise TrainingError(
+                f"step {step}: {term} is {logs[term]}; stopping. The last good "
+                "checkpoint is kept in the model dir."
+            )
 
 
-def train(config: Config, strategy: tf.distribute.Strategy | None = None,
-          verbose: bool = True) -> RunResult:
+def train(
+    config: Config, strategy: tf.distribute.Strategy | None = None, verbose: bool = True
+) -> RunResult:
     """Trains (or resumes) the run described by `config`; see the module docstring."""
     train_config, model_dir = config.train, config.model_dir
     strategy = strategy or select_strategy(train_config.strategy)
@@ -118,8 +128,10 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
 
     files = pipeline.train_files(config.data, model_dir if chief else None)
     if train_config.semi_supervised and not files.unlabeled:
-        raise ConfigError("--lambda_c/--lambda_sc: semi-supervised training needs unlabeled "
-                          "images, and the unlabeled pool is empty")
+        raise ConfigError(
+            "--lambda_c/--lambda_sc: semi-supervised training needs unlabeled "
+            "images, and the unlabeled pool is empty"
+        )
     check_crop_fits(files, config)
     val_samples = datasets.find_pairs(config.data, "val")
     if train_config.eval_images:
@@ -131,20 +143,32 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
         run_dir.write_config(config, spec.num_classes, spec.class_names)
 
     step_config = StepConfig(
-        lambda_c=train_config.lambda_c, lambda_sc=train_config.lambda_sc,
-        scl_mode=train_config.scl_mode, num_pairs=train_config.num_pairs,
-        relax_window=train_config.relax_window, ema_decay=train_config.ema_decay,
-        teacher=train_config.teacher, scl_boxes=config.pipeline.scl_boxes,
-        seed=config.pipeline.seed, rampup_steps=train_config.rampup_steps)
+        lambda_c=train_config.lambda_c,
+        lambda_sc=train_config.lambda_sc,
+        scl_mode=train_config.scl_mode,
+        num_pairs=train_config.num_pairs,
+        relax_window=train_config.relax_window,
+        ema_decay=train_config.ema_decay,
+        teacher=train_config.teacher,
+        scl_boxes=config.pipeline.scl_boxes,
+        seed=config.pipeline.seed,
+        rampup_steps=train_config.rampup_steps,
+    )
     with strategy.scope():
         student, teacher = run_dir.build_networks(config.model, spec.num_classes)
         model = SCLModel(student, teacher, step_config)
         optimizer = _optimizer(config, steps)
         optimizer.build(student.trainable_variables)
         model.compile(optimizer=optimizer)
-        checkpoints = RunCheckpoints(model_dir, strategy, train_config.keep_checkpoints,
-                                     student=student, teacher=teacher, optimizer=optimizer,
-                                     scl_seed=model.scl_seed.state)
+        checkpoints = RunCheckpoints(
+            model_dir,
+            strategy,
+            train_config.keep_checkpoints,
+            student=student,
+            teacher=teacher,
+            optimizer=optimizer,
+            scl_seed=model.scl_seed.state,
+        )
     if not checkpoints.restore():
         model.copy_student_to_teacher()
     start = int(checkpoints.step.numpy())
@@ -152,8 +176,14 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
 
     stream = strategy.distribute_datasets_from_function(
         lambda context: pipeline.train_dataset(
-            files, config.pipeline, start_step=start, input_context=context,
-            with_unlabeled=train_config.semi_supervised, verbose=verbose and chief))
+            files,
+            config.pipeline,
+            start_step=start,
+            input_context=context,
+            with_unlabeled=train_config.semi_supervised,
+            verbose=verbose and chief,
+        )
+    )
 
     def replica_step(batch):
         return model.train_step(batch)
@@ -161,16 +191,23 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
     @tf.function(jit_compile=train_config.jit_compile or None)
     def distributed_step(batch):
         shares = strategy.run(replica_step, args=(batch,))
-        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                for name, value in shares.items()}
+        return {
+            name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for name, value in shares.items()
+        }
 
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs")) if chief else None
-    progress = keras.utils.Progbar(max(steps - start, 1), verbose=1 if verbose else 0,
-                                   stateful_metrics=["lr", *LOSS_TERMS, "accuracy"])
+    progress = keras.utils.Progbar(
+        max(steps - start, 1),
+        verbose=1 if verbose else 0,
+        stateful_metrics=["lr", *LOSS_TERMS, "accuracy"],
+    )
     if verbose and chief:
-        print(f"Training {steps} steps from step {start}: {len(files.labeled)} labeled, "
-              f"{len(files.unlabeled)} unlabeled images, {replicas} replica(s), "
-              f"model dir {model_dir}")
+        print(
+            f"Training {steps} steps from step {start}: {len(files.labeled)} labeled, "
+            f"{len(files.unlabeled)} unlabeled images, {replicas} replica(s), "
+            f"model dir {model_dir}"
+        )
     logs, val_miou, stopped = {}, None, False
     iterator = iter(stream)
     with _StopRequest() as stop:
@@ -188,16 +225,23 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
             progress.update(step - start, list(logs.items()))
             if writer is not None and step % train_config.log_every == 0:
                 summaries.write_scalars(writer, step, logs)
-            if (writer is not None and train_config.image_every
-                    and step % train_config.image_every == 0):
+            if (
+                writer is not None
+                and train_config.image_every
+                and step % train_config.image_every == 0
+            ):
                 local = strategy.experimental_local_results(batch)[0]
-                summaries.write_panel(writer, step, summaries.panel_images(
-                    model, local, spec.palette, config.pipeline.scl_boxes))
+                summaries.write_panel(
+                    writer,
+                    step,
+                    summaries.panel_images(model, local, spec.palette, config.pipeline.scl_boxes),
+                )
             if step % train_config.checkpoint_every == 0 or step == steps:
                 checkpoints.save()
             if step % train_config.eval_every == 0 or step == steps:
-                val_miou = _validate_and_keep_best(eval_model, val_samples, spec, checkpoints,
-                                                   writer, step, verbose and chief)
+                val_miou = _validate_and_keep_best(
+                    eval_model, val_samples, spec, checkpoints, writer, step, verbose and chief
+                )
             if stop.signal_name is not None:
                 checkpoints.save()
                 stopped = True
@@ -214,16 +258,21 @@ def train(config: Config, strategy: tf.distribute.Strategy | None = None,
     return RunResult(model, step, steps, stopped, logs, val_miou, export_path)
 
 
-def _validate_and_keep_best(model, samples, spec, checkpoints: RunCheckpoints, writer,
-                            step: int, verbose: bool) -> float:
+def _validate_and_keep_best(
+    model, samples, spec, checkpoints: RunCheckpoints, writer, step: int, verbose: bool
+) -> float:
     confusion = validate(model, samples, spec)
     miou = metrics.mean_iou(confusion)
     improved = checkpoints.offer_best(miou)
     if writer is not None:
-        summaries.write_scalars(writer, step, {"val/miou": miou,
-                                               "val/pixel_accuracy":
-                                                   metrics.pixel_accuracy(confusion)})
+        summaries.write_scalars(
+            writer,
+            step,
+            {"val/miou": miou, "val/pixel_accuracy": metrics.pixel_accuracy(confusion)},
+        )
     if verbose:
-        print(f"\nstep {step}: val mIoU {100 * miou:.2f} on {len(samples)} images"
-              + (" (best so far, saved)" if improved else ""))
+        print(
+            f"\nstep {step}: val mIoU {100 * miou:.2f} on {len(samples)} images"
+            + (" (best so far, saved)" if improved else "")
+        )
     return miou

@@ -31,29 +31,41 @@ class CoupledSGD(keras.optimizers.SGD):
 
     def update_step(self, gradient, variable, learning_rate):
         if self.l2:
-            gradient = (keras.ops.cast(gradient, variable.dtype)
-                        + keras.ops.cast(self.l2, variable.dtype) * variable)
+            gradient = (
+                keras.ops.cast(gradient, variable.dtype)
+                + keras.ops.cast(self.l2, variable.dtype) * variable
+            )
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
         return {**super().get_config(), "l2": self.l2}
 
 
-def build_optimizer(learning_rate: float, total_steps: int, power: float = 1.0,
-                    momentum: float = 0.9, weight_decay: float = 1e-3,
-                    weight_decay_mode: str = "coupled") -> keras.optimizers.Optimizer:
+def build_optimizer(
+    learning_rate: float,
+    total_steps: int,
+    power: float = 1.0,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-3,
+    weight_decay_mode: str = "coupled",
+) -> keras.optimizers.Optimizer:
     """SGD with momentum and lr(t) = lr0 * (1 - t / total_steps) ** power.
 
     Args:
       weight_decay_mode: "coupled" (PyTorch's, the paper's) or "decoupled" (Keras').
     """
     if weight_decay_mode not in WEIGHT_DECAY_MODES:
-        raise ValueError(f"--weight_decay_mode: expected one of {WEIGHT_DECAY_MODES}, "
-                         f"got {weight_decay_mode!r}")
+        raise ValueError(
+            f"--weight_decay_mode: expected one of {WEIGHT_DECAY_MODES}, got {weight_decay_mode!r}"
+        )
     schedule = keras.optimizers.schedules.PolynomialDecay(
-        initial_learning_rate=learning_rate, decay_steps=total_steps, end_learning_rate=0.0,
-        power=power)
+        initial_learning_rate=learning_rate,
+        decay_steps=total_steps,
+        end_learning_rate=0.0,
+        power=power,
+    )
     if weight_decay_mode == "coupled":
         return CoupledSGD(l2=weight_decay, learning_rate=schedule, momentum=momentum)
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=momentum,
-                                weight_decay=weight_decay)
+    return keras.optimizers.SGD(
+        learning_rate=schedule, momentum=momentum, weight_decay=weight_decay
+    )

@@ -42,8 +42,11 @@ class RunInfo:
 def write_config(config: Config, num_classes: int, class_names) -> None:
     """Writes config.json into config.model_dir."""
     os.makedirs(config.model_dir, exist_ok=True)
-    record = {**dataclasses.asdict(config), "num_classes": num_classes,
-              "class_names": list(class_names)}
+    record = {
+        **dataclasses.asdict(config),
+        "num_classes": num_classes,
+        "class_names": list(class_names),
+    }
     with open(os.path.join(config.model_dir, CONFIG_NAME), "w") as out:
         json.dump(record, out, indent=2)
 
@@ -61,17 +64,26 @@ def read_info(model_dir: str) -> RunInfo:
         record = json.load(source)
     # The ImageNet weights file only mattered for initialisation; it may be gone by now.
     model = ModelConfig(**{**record["model"], "weights": None})
-    return RunInfo(model=model, num_classes=int(record["num_classes"]),
-                   class_names=tuple(record["class_names"]), dataset=record["data"]["dataset"],
-                   eval_weights=record["train"]["eval_weights"])
+    return RunInfo(
+        model=model,
+        num_classes=int(record["num_classes"]),
+        class_names=tuple(record["class_names"]),
+        dataset=record["data"]["dataset"],
+        eval_weights=record["train"]["eval_weights"],
+    )
 
 
 def build_networks(model: ModelConfig, num_classes: int) -> tuple[keras.Model, keras.Model]:
     """A (student, teacher) pair of DeepLabV3+ models; only the student loads --weights."""
-    arguments = dict(backbone=model.backbone, num_classes=num_classes,
-                     output_stride=model.output_stride, low_level_stride=model.low_level_stride,
-                     sync_batchnorm=model.sync_batchnorm, decoder_convs=model.decoder_convs,
-                     decoder_kernel_size=model.decoder_kernel_size)
+    arguments = dict(
+        backbone=model.backbone,
+        num_classes=num_classes,
+        output_stride=model.output_stride,
+        low_level_stride=model.low_level_stride,
+        sync_batchnorm=model.sync_batchnorm,
+        decoder_convs=model.decoder_convs,
+        decoder_kernel_size=model.decoder_kernel_size,
+    )
     return build_model(weights=model.weights, **arguments), build_model(**arguments)
 
 
@@ -88,8 +100,9 @@ def checkpoint_path(model_dir: str, which: str) -> str:
     return path
 
 
-def load_model(source: str, checkpoint: str = "final",
-               eval_weights: str | None = None) -> keras.Model:
+def load_model(
+    source: str, checkpoint: str = "final", eval_weights: str | None = None
+) -> keras.Model:
     """The segmentation model of a run: float RGB [B, H, W, 3] in [0, 255] -> logits.
 
     Args:

@@ -78,11 +78,15 @@ def ema_update(teacher_weights, student_weights, decay: float) -> None:
     Runs in a replica context: the update is applied once per variable copy, from the student
     value on the same device, through the strategy's cross-replica `update`.
     """
+
     def update(strategy):
         for teacher, student in zip(teacher_weights, student_weights):
             strategy.extended.update(
-                teacher.value, lambda t, s: t.assign(decay * t + (1.0 - decay) * s),
-                args=(student.value,), group=False)
+                teacher.value,
+                lambda t, s: t.assign(decay * t + (1.0 - decay) * s),
+                args=(student.value,),
+                group=False,
+            )
 
     tf.distribute.get_replica_context().merge_call(update)
 
@@ -101,8 +105,13 @@ class SCLModel(keras.Model):
     (sum the shares over replicas for the global values).
     """
 
-    def __init__(self, student: keras.Model, teacher: keras.Model,
-                 step_config: StepConfig = StepConfig(), **kwargs):
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: keras.Model,
+        step_config: StepConfig = StepConfig(),
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if len(student.weights) != len(teacher.weights):
             raise ValueError("SCLModel: student and teacher have different architectures")
@@ -135,9 +144,14 @@ class SCLModel(keras.Model):
 
     def _structured_consistency(self, student_probs, teacher_probs, box_masks):
         config = self.step_config
-        return structured_consistency_loss(student_probs, teacher_probs, box_masks,
-                                           num_pairs=config.num_pairs, mode=config.scl_mode,
-                                           seed=self.scl_seed)
+        return structured_consistency_loss(
+            student_probs,
+            teacher_probs,
+            box_masks,
+            num_pairs=config.num_pairs,
+            mode=config.scl_mode,
+            seed=self.scl_seed,
+        )
 
     def compute_losses(self, batch):
         """Loss terms of one replica's batch, each as this replica's share of the global value.
@@ -169,10 +183,17 @@ class SCLModel(keras.Model):
         global_scored = _all_replicas_sum(local_scored)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         # relaxed_cross_entropy is a mean over this replica's scored pixels.
-        loss_x = relaxed_cross_entropy(labels, labeled_logits, config.relax_window) * \
-            local_scored / tf.maximum(global_scored, 1.0)
-        correct = tf.reduce_sum(scored * tf.cast(
-            tf.equal(tf.argmax(labeled_logits, -1, output_type=tf.int32), labels), tf.float32))
+        loss_x = (
+            relaxed_cross_entropy(labels, labeled_logits, config.relax_window)
+            * local_scored
+            / tf.maximum(global_scored, 1.0)
+        )
+        correct = tf.reduce_sum(
+            scored
+            * tf.cast(
+                tf.equal(tf.argmax(labeled_logits, -1, output_type=tf.int32), labels), tf.float32
+            )
+        )
         zero = tf.constant(0.0)
         loss_c = loss_sc = zero
         if config.semi_supervised:
@@ -185,8 +206,14 @@ class SCLModel(keras.Model):
         if config.rampup_steps:
             unlabeled_loss *= rampup_weight(self.optimizer.iterations, config.rampup_steps)
         loss = loss_x + unlabeled_loss
-        return {"loss": loss, "loss_x": loss_x, "loss_c": loss_c, "loss_sc": loss_sc,
-                "correct": correct, "scored": local_scored}
+        return {
+            "loss": loss,
+            "loss_x": loss_x,
+            "loss_c": loss_c,
+            "loss_sc": loss_sc,
+            "correct": correct,
+            "scored": local_scored,
+        }
 
     def train_step(self, batch):
         """One optimisation step on one replica's batch; returns its shares (see class doc)."""
@@ -199,10 +226,12 @@ class SCLModel(keras.Model):
         return shares
 
     def get_config(self):
-        return {**super().get_config(),
-                "student": keras.saving.serialize_keras_object(self.student),
-                "teacher": keras.saving.serialize_keras_object(self.teacher),
-                "step_config": dataclasses.asdict(self.step_config)}
+        return {
+            **super().get_config(),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "step_config": dataclasses.asdict(self.step_config),
+        }
 
     @classmethod
     def from_config(cls, config):

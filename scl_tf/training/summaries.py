@@ -32,8 +32,16 @@ def panel_images(model, batch, palette: np.ndarray, scl_boxes: int) -> tf.Tensor
     """
     batch = apply_photometric(batch)
     labeled = batch["labeled"]
-    rows = [tf.concat([tf.cast(labeled["image"], tf.uint8), colorize(labeled["label"], palette),
-                       colorize(tf.argmax(model(labeled["image"]), -1), palette)], axis=2)]
+    rows = [
+        tf.concat(
+            [
+                tf.cast(labeled["image"], tf.uint8),
+                colorize(labeled["label"], palette),
+                colorize(tf.argmax(model(labeled["image"]), -1), palette),
+            ],
+            axis=2,
+        )
+    ]
     if "unlabeled" in batch:
         unlabeled = batch["unlabeled"]
         u_a, u_b = unlabeled["u_a"], unlabeled["u_b"]
@@ -41,9 +49,16 @@ def panel_images(model, batch, palette: np.ndarray, scl_boxes: int) -> tf.Tensor
         mixed = mix * u_b + (1.0 - mix) * u_a
         target_a, target_b = model.teacher_probabilities(u_a, u_b)
         target = mix * target_b + (1.0 - mix) * target_a
-        rows.append(tf.concat([tf.cast(mixed, tf.uint8),
-                               colorize(tf.argmax(target, -1), palette),
-                               colorize(tf.argmax(model(mixed), -1), palette)], axis=2))
+        rows.append(
+            tf.concat(
+                [
+                    tf.cast(mixed, tf.uint8),
+                    colorize(tf.argmax(target, -1), palette),
+                    colorize(tf.argmax(model(mixed), -1), palette),
+                ],
+                axis=2,
+            )
+        )
     return tf.concat(rows, axis=0)
 
 
@@ -65,10 +80,10 @@ def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
     written last (newest file) is kept for each step. {} when `log_dir` has no event files.
     """
     latest: dict[str, dict[int, float]] = {}
-    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")),
-                       key=os.path.getmtime):
+    for path in sorted(
+        glob.glob(os.path.join(log_dir, "events.out.tfevents.*")), key=os.path.getmtime
+    ):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                latest.setdefault(value.tag, {})[event.step] = float(
-                    tf.make_ndarray(value.tensor))
+                latest.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     return {tag: sorted(values.items()) for tag, values in latest.items()}
