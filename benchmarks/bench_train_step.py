@@ -37,8 +37,8 @@ import tensorflow as tf  # noqa: E402
 from scl_tf.config import ModelConfig  # noqa: E402
 from scl_tf.data.cutmix import cutmix_masks, sample_boxes  # noqa: E402
 from scl_tf.losses import consistency_loss  # noqa: E402
+from scl_tf.runs import build_networks  # noqa: E402
 from scl_tf.training.optim import build_optimizer  # noqa: E402
-from scl_tf.training.run_dir import build_networks  # noqa: E402
 from scl_tf.training.scl_model import SCLModel, StepConfig, ema_update  # noqa: E402
 
 NUM_CLASSES = 19

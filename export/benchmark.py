@@ -23,7 +23,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from scl_tf import config  # noqa: E402
+from scl_tf import (
+    config,  # noqa: E402
+    runs,  # noqa: E402
+)
+from scl_tf import flags as flags_lib  # noqa: E402
 from scl_tf.export import bench, parity, runtime  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -36,7 +40,7 @@ def open_session(options: runtime.RuntimeOptions):
         from scl_tf.export.onnx_model import fp16_model_bytes
 
         model = fp16_model_bytes(FLAGS.model)
-    return runtime.create_session(model, options)
+    return runs.onnx_session(model, options)
 
 
 def tensorflow_call(images, onnx_outputs):
@@ -138,4 +142,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags_lib.define_benchmark_flags()
     app.run(main)

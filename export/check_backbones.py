@@ -34,9 +34,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tf2onnx  # noqa: E402
 
-from scl_tf.config import BACKBONES  # noqa: E402
+from scl_tf import runs  # noqa: E402
 from scl_tf.data.datasets import list_images  # noqa: E402
 from scl_tf.export import convert, images, parity, serving  # noqa: E402
+from scl_tf.models import BACKBONES  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMVID_MINI = os.path.join(REPO_ROOT, "data", "camvid_mini")
@@ -111,7 +112,7 @@ def check_trained(backbone: str, trained_dir: str, cases, folder: str) -> dict:
     run = os.path.join(trained_dir, backbone)
     try:
         model, info = serving.run_model(run)
-    except FileNotFoundError as error:
+    except runs.ModelError as error:
         raise SystemExit(f"error: --trained_dir: {error}") from error
     if info.backbone != backbone:
         raise SystemExit(f"error: --trained_dir: {run} trained a {info.backbone}, not a {backbone}")

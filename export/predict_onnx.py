@@ -12,7 +12,8 @@ import time
 
 from absl import app, flags
 
-from scl_tf import config  # noqa: F401  (defines the flags)
+from scl_tf import flags as flags_lib
+from scl_tf import runs
 from scl_tf.eval import overlay
 from scl_tf.export import images, runtime
 
@@ -28,7 +29,7 @@ def main(argv):
         options = runtime.RuntimeOptions(
             FLAGS.provider, FLAGS.device_id, FLAGS.cudnn_conv_algo_search
         )
-        session = runtime.create_session(FLAGS.model, options)
+        session = runs.onnx_session(FLAGS.model, options)
         info = runtime.model_info(session, FLAGS.model)
         image = images.read_image(FLAGS.image)
         runtime.check_input_size(session, image.shape[:2], "--image", FLAGS.model)
@@ -50,4 +51,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags_lib.define_predict_onnx_flags()
     app.run(main)

@@ -24,9 +24,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from scl_tf import config  # noqa: E402
-
-FLAGS = flags.FLAGS
+from scl_tf import config as config_lib  # noqa: E402
+from scl_tf import flags as flags_lib  # noqa: E402
+from scl_tf import runs  # noqa: E402
 
 
 def main(argv):
@@ -38,51 +38,43 @@ def main(argv):
     from scl_tf.export import convert, parity, serving
 
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
-    for flag in ("source", "output"):
-        if not getattr(FLAGS, flag):
-            sys.exit(f"error: --{flag}: required")
-    eval_weights = FLAGS.eval_weights if FLAGS["eval_weights"].present else None
     try:
-        convert.check_opset(FLAGS.opset)
-        if FLAGS.parity_frames < 0:
-            raise config.ConfigError(f"--parity_frames: must be >= 0, got {FLAGS.parity_frames}")
-        frames = parity.parity_frames(FLAGS.parity_dir, FLAGS.parity_frames)
-    except (config.ConfigError, FileNotFoundError) as error:
+        config = flags_lib.export_config(flags.FLAGS)
+        frames = parity.parity_frames(config.parity_dir, config.parity_frames)
+        info = serving.source_info(config.source, config.eval_weights)
+        convert.check_input_size(config.input_size, info.output_stride)
+        model = serving.load_source(config.source, config.checkpoint, config.eval_weights)
+    except (config_lib.ConfigError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    try:
-        info = serving.source_info(FLAGS.source, eval_weights)
-    except (FileNotFoundError, ValueError) as error:
-        sys.exit(f"error: --source: {error}")
-    try:
-        input_size = convert.parse_input_size(FLAGS.input_size, info.output_stride)
-    except config.ConfigError as error:
-        sys.exit(f"error: {error}")
-    try:
-        model = serving.load_source(FLAGS.source, FLAGS.checkpoint, eval_weights)
-    except (FileNotFoundError, ValueError) as error:
+    except runs.ModelError as error:
         sys.exit(f"error: --source: {error}")
     proto, report = convert.export_onnx(
         model,
-        parity.parity_cases(input_size, frames),
-        opset=FLAGS.opset,
-        input_size=input_size,
-        fp16=FLAGS.fp16,
-        probabilities=FLAGS.onnx_probabilities,
+        parity.parity_cases(config.input_size, frames),
+        opset=config.opset,
+        input_size=config.input_size,
+        fp16=config.fp16,
+        probabilities=config.onnx_probabilities,
     )
     print(report.line())
     if not report.passed:
         print(report.details())
-        sys.exit(f"error: parity check failed; {FLAGS.output} not written")
-    folder = os.path.dirname(FLAGS.output)
+        sys.exit(f"error: parity check failed; {config.output} not written")
+    folder = os.path.dirname(config.output)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    onnx.save(proto, FLAGS.output)
-    size = "any size" if input_size is None else f"{input_size[0]}x{input_size[1]}"
+    onnx.save(proto, config.output)
+    size = (
+        "any size"
+        if config.input_size is None
+        else f"{config.input_size[0]}x{config.input_size[1]}"
+    )
     print(
-        f"wrote {FLAGS.output}: {model.info.backbone}, {'fp16' if FLAGS.fp16 else 'fp32'}, "
-        f"opset {FLAGS.opset}, {size}, outputs {', '.join(o.name for o in proto.graph.output)}"
+        f"wrote {config.output}: {model.info.backbone}, {'fp16' if config.fp16 else 'fp32'}, "
+        f"opset {config.opset}, {size}, outputs {', '.join(o.name for o in proto.graph.output)}"
     )
 
 
 if __name__ == "__main__":
+    flags_lib.define_to_onnx_flags()
     app.run(main)

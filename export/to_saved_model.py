@@ -17,7 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from scl_tf import config  # noqa: E402, F401  (defines the flags)
+from scl_tf import flags as flags_lib  # noqa: E402
+from scl_tf import runs  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -41,10 +42,11 @@ def main(argv):
     elif not FLAGS.model_dir:
         sys.exit("error: --model_dir: required (or --untrained)")
     else:
-        eval_weights = FLAGS.eval_weights if FLAGS["eval_weights"].present else None
         try:
-            model, info = serving.run_model(FLAGS.model_dir, FLAGS.checkpoint, eval_weights)
-        except (FileNotFoundError, ValueError) as error:
+            model, info = serving.run_model(
+                FLAGS.model_dir, FLAGS.checkpoint, flags_lib.explicit_eval_weights(FLAGS)
+            )
+        except runs.ModelError as error:
             sys.exit(f"error: --model_dir: {error}")
     served = serving.save_saved_model(model, info, FLAGS.output)
     print(
@@ -55,4 +57,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags_lib.define_to_saved_model_flags()
     app.run(main)

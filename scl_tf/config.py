@@ -1,8 +1,8 @@
-"""Command-line flags and the frozen configuration built from them.
+"""Frozen configurations of every command, their validation, and the constants they share.
 
-This module is the only place flags are defined. Entry points parse flags with absl and call
-`from_flags()`; library code takes the dataclasses below and never reads flags itself, so it can
-be driven from Python without absl. Every check here names the flag at fault.
+Library code takes these dataclasses and never reads flags, so it can be driven from Python
+without absl; `scl_tf.flags` defines each command's flags and builds these configs from them.
+Every check here names the flag at fault.
 """
 
 from __future__ import annotations
@@ -10,305 +10,16 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from absl import flags
+from scl_tf.eval.overlay import FORMATS
 
 DATASETS = ("cityscapes", "camvid", "folder")
-BACKBONES = ("wrn38", "resnet50", "resnet101", "mobilenetv2", "efficientnet_lite0")
-
-# --- data -------------------------------------------------------------------------------------
-flags.DEFINE_enum("dataset", None, DATASETS, "Dataset layout to read.")
-flags.DEFINE_string(
-    "data_dir",
-    None,
-    "Dataset root: the Cityscapes root (leftImg8bit/, gtFine/) or the CamVid "
-    "folder in the SegNet layout (train/, trainannot/, val/, valannot/).",
-)
-flags.DEFINE_enum(
-    "cityscapes_label_format",
-    "labelIds",
-    ("labelIds", "trainIds"),
-    "Cityscapes: read *_gtFine_labelIds.png (mapped to train ids in the graph) or "
-    "*_gtFine_labelTrainIds.png.",
-)
-flags.DEFINE_bool(
-    "use_coarse_unlabeled",
-    False,
-    "Cityscapes: add leftImg8bit/train_extra/** (the coarse set's images) to the "
-    "unlabeled pool, ignoring their annotations.",
-)
-flags.DEFINE_list(
-    "unlabeled_dirs", [], "Extra folders of unlabeled images (searched recursively for .png/.jpg)."
-)
-flags.DEFINE_string("image_dir", None, "folder dataset: training images.")
-flags.DEFINE_string(
-    "mask_dir",
-    None,
-    "folder dataset: training masks, single-channel 8-bit PNGs paired with the "
-    "images by file stem (plus --mask_suffix).",
-)
-flags.DEFINE_string("val_image_dir", None, "folder dataset: validation images.")
-flags.DEFINE_string("val_mask_dir", None, "folder dataset: validation masks.")
-flags.DEFINE_string("mask_suffix", "", "folder dataset: mask stem = image stem + this suffix.")
-flags.DEFINE_integer("num_classes", None, "folder dataset: number of classes C.")
-flags.DEFINE_integer("ignore_value", 255, "folder dataset: stored value of unlabelled pixels.")
-flags.DEFINE_list(
-    "id_mapping",
-    [],
-    "folder dataset: stored value to train id, as value:train_id pairs "
-    "(e.g. 0:255,1:0,2:1). Empty: values 0..C-1 are the train ids.",
-)
-flags.DEFINE_list("class_names", [], "folder dataset: C class names.")
-
-# --- semi-supervised split --------------------------------------------------------------------
-flags.DEFINE_float(
-    "labeled_fraction", None, "Fraction of train used as labeled, in (0, 1]; the rest is unlabeled."
-)
-flags.DEFINE_integer("labeled_count", None, "Number of train pairs used as labeled.")
-flags.DEFINE_string(
-    "labeled_list",
-    None,
-    "File naming the labeled train images, one per line (relative path, file "
-    "name or stem). Empty (--labeled_list=) clears a flag file's list.",
-)
-flags.DEFINE_integer("split_seed", 0, "Seed of the labeled subset choice.")
-
-# --- input pipeline ---------------------------------------------------------------------------
-flags.DEFINE_string("crop_size", "512x512", "Training crop, HxW (or one number for a square).")
-flags.DEFINE_integer("labeled_batch_size", 1, "Labeled images per replica and step.")
-flags.DEFINE_integer("unlabeled_batch_size", 1, "Unlabeled CutMix pairs per replica and step.")
-flags.DEFINE_float("scale_min", 0.5, "Smallest random scale.")
-flags.DEFINE_float("scale_max", 2.0, "Largest random scale.")
-flags.DEFINE_bool("random_flip", True, "Random horizontal flip.")
-flags.DEFINE_float(
-    "color_jitter", 0.25, "Strength of random brightness, contrast, saturation and hue; 0 = off."
-)
-flags.DEFINE_float("blur_prob", 0.5, "Probability of a Gaussian blur (sigma 0.15 to 1.3).")
-flags.DEFINE_float(
-    "class_uniform_pct",
-    0.5,
-    "Share of labeled crops centred on a class chosen uniformly (Zhu et al.).",
-)
-flags.DEFINE_integer(
-    "class_uniform_tiles",
-    1024,
-    "Class-uniform index: about this many tiles per image, one stored pixel per class and tile.",
-)
-flags.DEFINE_integer("cutmix_boxes", 32, "CutMix boxes per unlabeled pair (N).")
-flags.DEFINE_integer("scl_boxes", 16, "Last CutMix boxes scored by the structured loss (Nbox).")
-flags.DEFINE_float("cutmix_area", 0.5, "Expected share of the image covered by the boxes.")
-flags.DEFINE_integer("seed", 0, "Seed of all data randomness (and of the run).")
-flags.DEFINE_string("model_dir", None, "Output folder: checkpoints, logs, the labeled list.")
-
-# --- model ------------------------------------------------------------------------------------
-flags.DEFINE_enum("backbone", "wrn38", BACKBONES, "DeepLabV3+ backbone.")
-flags.DEFINE_integer("output_stride", 8, "Output stride of the backbone (8 or 16).")
-flags.DEFINE_integer(
-    "low_level_stride",
-    0,
-    "Stride of the decoder's low-level feature (2 or 4); 0 = the backbone's "
-    "default (2 for wrn38, 4 otherwise).",
-)
-flags.DEFINE_string(
-    "weights",
-    None,
-    "imagenet: the backbone's ImageNet weights (efficientnet_lite0 from an "
-    "installed package; mobilenetv2, resnet50, resnet101 through Keras' cache); "
-    "or a file: a full model (.weights.h5, or .keras such as a run's "
-    "model.keras, to warm-start), or ImageNet backbone weights (.h5). Empty "
-    "(--weights=) clears a flag file's weights: random initialisation.",
-)
-flags.DEFINE_bool("sync_batchnorm", True, "Synchronized BatchNormalization across replicas.")
-flags.DEFINE_integer(
-    "decoder_convs",
-    2,
-    "Convolutions after the decoder's concatenation (DeepLabV3+ and the paper: "
-    "2); --decoder_convs=1 --decoder_kernel_size=1 is keras-hub's lighter head.",
-)
-flags.DEFINE_integer(
-    "decoder_kernel_size",
-    3,
-    "Kernel size of the decoder's convolutions, 1 or 3 (DeepLabV3+ and the paper: 3).",
-)
-
-# --- training ---------------------------------------------------------------------------------
-flags.DEFINE_float("epochs", 175.0, "Training length in epochs over the labeled set.")
-flags.DEFINE_integer("steps", 0, "Training length in steps; overrides --epochs when > 0.")
-flags.DEFINE_float("learning_rate", 0.002, "Initial learning rate.")
-flags.DEFINE_float("lr_power", 1.0, "Power of the polynomial learning-rate decay to 0.")
-flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-flags.DEFINE_float("weight_decay", 0.001, "SGD weight decay.")
-flags.DEFINE_enum(
-    "weight_decay_mode",
-    "coupled",
-    ("coupled", "decoupled"),
-    "coupled: L2 added to the gradient before momentum (PyTorch, the paper); "
-    "decoupled: Keras' weight_decay.",
-)
-flags.DEFINE_float("ema_decay", 0.999, "Teacher <- ema * teacher + (1 - ema) * student.")
-flags.DEFINE_enum(
-    "teacher",
-    "ema",
-    ("ema", "student"),
-    "Weights that make the unlabeled targets: the EMA teacher or the student.",
-)
-flags.DEFINE_enum(
-    "eval_weights", "ema", ("ema", "student"), "Weights validated, kept as best and exported."
-)
-flags.DEFINE_float("lambda_c", 20.0, "Weight of the consistency loss (0 = off).")
-flags.DEFINE_float("lambda_sc", 3.0, "Weight of the structured consistency loss (0 = off).")
-flags.DEFINE_integer(
-    "rampup_steps",
-    0,
-    "Ramp the unlabeled loss weights up over this many first steps, "
-    "exp(-5 (1 - t)^2) (Mean Teacher); 0 = constant weights (the paper).",
-)
-flags.DEFINE_enum(
-    "scl_mode",
-    "pairs",
-    ("exact", "pairs", "pixels"),
-    "Structured consistency loss: all pairs, or Npair sampled pairs/pixels.",
-)
-flags.DEFINE_integer("num_pairs", 9000, "Npair of the sampled structured consistency modes.")
-flags.DEFINE_integer("relax_window", 3, "Boundary label relaxation window (1 = plain CE).")
-flags.DEFINE_enum(
-    "mixed_precision",
-    "none",
-    ("none", "float16", "bfloat16"),
-    "Run the networks in this precision (losses stay float32).",
-)
-flags.DEFINE_enum(
-    "strategy",
-    "auto",
-    ("auto", "default", "mirrored", "multi_worker"),
-    "Distribution: auto picks multi_worker with a multi-worker TF_CONFIG, "
-    "mirrored with several GPUs, else default.",
-)
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the whole train step.")
-flags.DEFINE_integer("checkpoint_every", 1000, "Save a checkpoint every this many steps.")
-flags.DEFINE_integer("keep_checkpoints", 3, "Recent checkpoints kept (plus the best).")
-flags.DEFINE_integer("eval_every", 5000, "Validate every this many steps (and at the end).")
-flags.DEFINE_integer("eval_images", 0, "Validate on at most this many images (0 = all).")
-flags.DEFINE_integer("log_every", 10, "Write scalars every this many steps.")
-flags.DEFINE_integer("image_every", 500, "Write an image panel every this many steps (0 = off).")
-
-# --- evaluation, prediction and export: shared --------------------------------------------------
-flags.DEFINE_string(
-    "model",
-    None,
-    "Model to run: a model dir of scl_tf.train, a .keras file, a SavedModel "
-    "folder or an .onnx file.",
-)
-flags.DEFINE_enum(
-    "checkpoint",
-    "final",
-    ("final", "latest", "best"),
-    "For a model dir: its exported model.keras (final), or its latest or best "
-    "checkpoint (weights chosen by --eval_weights).",
-)
-flags.DEFINE_string("output", None, "Output file or folder of the command.")
-
-# --- export -------------------------------------------------------------------------------------
-flags.DEFINE_bool(
-    "untrained",
-    False,
-    "to_saved_model: export a randomly initialised --backbone/--output_stride "
-    "model with --dataset's classes instead of --model_dir (latency benchmarks).",
-)
-flags.DEFINE_string(
-    "source", None, "to_onnx: a model dir of scl_tf.train or a SavedModel of to_saved_model."
-)
-flags.DEFINE_integer("opset", 17, "to_onnx: ONNX opset (13 to 18).")
-flags.DEFINE_bool(
-    "fp16",
-    False,
-    "to_onnx: float16 weights and arithmetic (inputs and outputs stay float32). "
-    "benchmark: run in float16 (TensorRT fp16 engines; for cuda and cpu, an fp32 "
-    "model is converted in memory).",
-)
-flags.DEFINE_string(
-    "input_size",
-    "dynamic",
-    "to_onnx: HxW to fix the input to (a multiple of the output stride), or dynamic for any size.",
-)
-flags.DEFINE_bool(
-    "onnx_probabilities",
-    False,
-    "to_onnx: also output the softmax probabilities (slow in ONNX Runtime on CPU; "
-    "by default the model outputs logits and labels).",
-)
-flags.DEFINE_string(
-    "parity_dir",
-    "data/camvid_mini/val",
-    "to_onnx: real frames compared with TensorFlow besides random images; empty "
-    "= random images only.",
-)
-flags.DEFINE_integer("parity_frames", 2, "to_onnx: number of --parity_dir frames compared.")
-flags.DEFINE_string(
-    "provider",
-    "cpu",
-    "benchmark, predict_onnx: ONNX Runtime execution provider: cpu, cuda or tensorrt.",
-)
-flags.DEFINE_integer(
-    "device_id", 0, "benchmark, predict_onnx: GPU of the cuda / tensorrt provider."
-)
-flags.DEFINE_string(
-    "cudnn_conv_algo_search",
-    "EXHAUSTIVE",
-    "cuda provider: EXHAUSTIVE, HEURISTIC or DEFAULT convolution algorithm search.",
-)
-flags.DEFINE_string(
-    "trt_engine_cache",
-    None,
-    "tensorrt provider: folder caching built engines across runs; unset = off.",
-)
-flags.DEFINE_integer("batch", 1, "benchmark: images per call.")
-flags.DEFINE_string("size", "512x1024", "benchmark: input HxW.")
-flags.DEFINE_integer("iters", 30, "benchmark: timed calls of each runtime.")
-flags.DEFINE_integer("warmup", 3, "benchmark: untimed calls of each runtime first.")
-flags.DEFINE_string(
-    "saved_model",
-    None,
-    "benchmark: a SavedModel of to_saved_model timed side by side with --model "
-    "(needs TensorFlow); unset = ONNX Runtime only.",
-)
-flags.DEFINE_string("image", None, "predict_onnx: the image to segment.")
-
-# --- evaluation and prediction ------------------------------------------------------------------
-flags.DEFINE_list(
-    "scales",
-    ["1.0"],
-    "Inference scales; softmax probabilities are averaged at input resolution "
-    "(the paper: 0.5,1.0,2.0).",
-)
-flags.DEFINE_bool("flip", False, "Also infer on the mirrored image and average (the paper: on).")
-flags.DEFINE_string(
-    "tile",
-    "",
-    "Cut images (at each scale) larger than this, HxW or N, into overlapping "
-    "tiles run one by one and blended; empty = whole images (the paper: "
-    "1024x1024).",
-)
-flags.DEFINE_string(
-    "tile_stride", "", "Step between tiles, HxW or N; empty = 2/3 of --tile (1/3 overlap)."
-)
-flags.DEFINE_string("eval_split", "val", "evaluate: the split scored.")
-flags.DEFINE_string(
-    "predictions",
-    None,
-    "evaluate: score this folder of prediction PNGs (named like the images, in "
-    "--format labelIds or trainIds) instead of running a model.",
-)
-flags.DEFINE_string(
-    "input", None, "predict: a folder of images (searched recursively) or a glob pattern."
-)
-flags.DEFINE_enum(
-    "format",
-    "labelIds",
-    ("labelIds", "trainIds", "color", "overlay"),
-    "Prediction files: the dataset's label values (Cityscapes labelIds, ready for "
-    "the benchmark), train ids, a colour map, or the colour map over the image.",
-)
-flags.DEFINE_float("overlay_alpha", 0.5, "predict --format=overlay: opacity of the colours.")
+# Which weights of a run: the EMA teacher or the student (teacher targets, evaluation, export).
+WEIGHTS = ("ema", "student")
+# Which model of a run's dir: its final model.keras, its latest or its best checkpoint.
+CHECKPOINTS = ("final", "latest", "best")
+# --mixed_precision -> the Keras dtype policy of the networks (losses stay float32).
+MIXED_POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+ONNX_OPSETS = (13, 18)  # 13: omitted optional Resize inputs; 18: the newest tf2onnx 1.17 emits
 
 
 class ConfigError(ValueError):
@@ -421,7 +132,7 @@ class PipelineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The DeepLabV3+ to build (see scl_tf.models.build_model)."""
+    """The DeepLabV3+ to build (see scl_tf.models.build_model, which checks the backbone)."""
 
     backbone: str = "wrn38"
     output_stride: int = 8
@@ -432,8 +143,6 @@ class ModelConfig:
     decoder_kernel_size: int = 3
 
     def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"--backbone: expected one of {BACKBONES}, got {self.backbone!r}")
         if self.output_stride not in (8, 16):
             raise ConfigError(f"--output_stride: must be 8 or 16, got {self.output_stride}")
         if self.low_level_stride not in (None, 2, 4):
@@ -482,9 +191,9 @@ class TrainConfig:
     image_every: int = 500
 
     @property
-    def semi_supervised(self) -> bool:
-        """False for the supervised baseline (both unlabeled weights 0)."""
-        return self.lambda_c > 0 or self.lambda_sc > 0
+    def dtype_policy(self) -> str:
+        """The Keras dtype policy of the networks (MIXED_POLICIES)."""
+        return MIXED_POLICIES[self.mixed_precision]
 
     def __post_init__(self):
         for name in ("lambda_c", "lambda_sc", "weight_decay", "learning_rate", "momentum"):
@@ -494,6 +203,16 @@ class TrainConfig:
             raise ConfigError(
                 f"--steps/--epochs: need steps > 0 or epochs > 0, got {self.steps}, {self.epochs}"
             )
+        if self.mixed_precision not in MIXED_POLICIES:
+            raise ConfigError(
+                f"--mixed_precision: expected one of {tuple(MIXED_POLICIES)}, got "
+                f"{self.mixed_precision!r}"
+            )
+        for name in ("teacher", "eval_weights"):
+            if getattr(self, name) not in WEIGHTS:
+                raise ConfigError(
+                    f"--{name}: expected one of {WEIGHTS}, got {getattr(self, name)!r}"
+                )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"--ema_decay: must be in [0, 1), got {self.ema_decay}")
         if (
@@ -534,6 +253,19 @@ def _require_dir(flag: str, path: str) -> None:
         raise ConfigError(f"--{flag}: no such folder: {path}")
 
 
+def check_opset(opset: int) -> None:
+    """Raises ConfigError naming --opset outside ONNX_OPSETS."""
+    if not ONNX_OPSETS[0] <= opset <= ONNX_OPSETS[1]:
+        raise ConfigError(f"--opset: must be in {ONNX_OPSETS[0]}..{ONNX_OPSETS[1]}, got {opset}")
+
+
+def parse_input_size(text: str) -> tuple[int, int] | None:
+    """--input_size: "dynamic" -> None (any size), "HxW" or "N" -> (H, W)."""
+    if text.strip().lower() == "dynamic":
+        return None
+    return parse_size("input_size", text)
+
+
 def parse_size(flag: str, text: str) -> tuple[int, int]:
     """'HxW' or 'N' -> (H, W)."""
     parts = text.lower().split("x")
@@ -546,93 +278,6 @@ def parse_size(flag: str, text: str) -> tuple[int, int]:
     if len(sizes) != 2:
         raise ConfigError(f"--{flag}: expected HxW or N, got {text!r}")
     return sizes[0], sizes[1]
-
-
-def parse_id_mapping(pairs: list[str]) -> tuple[tuple[int, int], ...]:
-    """['0:255', '1:0'] -> ((0, 255), (1, 0))."""
-    mapping = []
-    for pair in pairs:
-        try:
-            value, train_id = (int(part) for part in pair.split(":"))
-        except ValueError:
-            raise ConfigError(f"--id_mapping: expected value:train_id, got {pair!r}") from None
-        mapping.append((value, train_id))
-    return tuple(mapping)
-
-
-def data_from_flags(values=flags.FLAGS) -> DataConfig:
-    """DataConfig from parsed flags."""
-    return DataConfig(
-        dataset=values.dataset,
-        data_dir=values.data_dir,
-        cityscapes_label_format=values.cityscapes_label_format,
-        use_coarse_unlabeled=values.use_coarse_unlabeled,
-        unlabeled_dirs=tuple(values.unlabeled_dirs),
-        image_dir=values.image_dir,
-        mask_dir=values.mask_dir,
-        val_image_dir=values.val_image_dir,
-        val_mask_dir=values.val_mask_dir,
-        mask_suffix=values.mask_suffix,
-        num_classes=values.num_classes,
-        ignore_value=values.ignore_value,
-        id_mapping=parse_id_mapping(values.id_mapping),
-        class_names=tuple(values.class_names),
-        labeled_fraction=values.labeled_fraction,
-        labeled_count=values.labeled_count,
-        labeled_list=values.labeled_list or None,
-        split_seed=values.split_seed,
-    )
-
-
-def pipeline_from_flags(values=flags.FLAGS) -> PipelineConfig:
-    """PipelineConfig from parsed flags."""
-    return PipelineConfig(
-        crop_size=parse_size("crop_size", values.crop_size),
-        labeled_batch_size=values.labeled_batch_size,
-        unlabeled_batch_size=values.unlabeled_batch_size,
-        scale_min=values.scale_min,
-        scale_max=values.scale_max,
-        random_flip=values.random_flip,
-        color_jitter=values.color_jitter,
-        blur_prob=values.blur_prob,
-        class_uniform_pct=values.class_uniform_pct,
-        class_uniform_tiles=values.class_uniform_tiles,
-        cutmix_boxes=values.cutmix_boxes,
-        scl_boxes=values.scl_boxes,
-        cutmix_area=values.cutmix_area,
-        seed=values.seed,
-    )
-
-
-def model_from_flags(values=flags.FLAGS) -> ModelConfig:
-    """ModelConfig from parsed flags."""
-    return ModelConfig(
-        backbone=values.backbone,
-        output_stride=values.output_stride,
-        low_level_stride=values.low_level_stride or None,
-        weights=values.weights or None,
-        sync_batchnorm=values.sync_batchnorm,
-        decoder_convs=values.decoder_convs,
-        decoder_kernel_size=values.decoder_kernel_size,
-    )
-
-
-def train_from_flags(values=flags.FLAGS) -> TrainConfig:
-    """TrainConfig from parsed flags."""
-    return TrainConfig(
-        **{field.name: getattr(values, field.name) for field in dataclasses.fields(TrainConfig)}
-    )
-
-
-def from_flags(values=flags.FLAGS) -> Config:
-    """The whole Config from parsed flags; raises ConfigError naming the flag at fault."""
-    return Config(
-        data=data_from_flags(values),
-        pipeline=pipeline_from_flags(values),
-        model=model_from_flags(values),
-        train=train_from_flags(values),
-        model_dir=values.model_dir,
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -673,15 +318,89 @@ class InferenceConfig:
         return tuple(max(1, -(-2 * size // 3)) for size in self.tile)
 
 
-def inference_from_flags(values=flags.FLAGS) -> InferenceConfig:
-    """InferenceConfig from parsed flags."""
-    try:
-        scales = tuple(float(scale) for scale in values.scales)
-    except ValueError:
-        raise ConfigError(f"--scales: expected numbers, got {values.scales}") from None
-    return InferenceConfig(
-        scales=scales,
-        flip=values.flip,
-        tile=parse_size("tile", values.tile) if values.tile else None,
-        tile_stride=parse_size("tile_stride", values.tile_stride) if values.tile_stride else None,
-    )
+def _check_model_source(flag: str, path: str, checkpoint: str, eval_weights: str | None) -> None:
+    """A model to load exists, and the run-dir choices are known; names the flag."""
+    if not path:
+        raise ConfigError(f"--{flag}: required")
+    if not os.path.exists(path):
+        raise ConfigError(f"--{flag}: no such file or folder: {path}")
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"--checkpoint: expected one of {CHECKPOINTS}, got {checkpoint!r}")
+    if eval_weights not in (None, *WEIGHTS):
+        raise ConfigError(f"--eval_weights: expected one of {WEIGHTS}, got {eval_weights!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """What export/to_onnx.py converts, and how the result is checked against TensorFlow.
+
+    Attributes:
+      source: a model dir of scl_tf.train or a SavedModel of export/to_saved_model.py.
+      output: the .onnx file to write.
+      checkpoint, eval_weights: for a model dir (None: the run's own --eval_weights).
+      input_size: (height, width) to fix the input to, None for any size.
+      parity_dir: frames compared besides random images; "" = random images only.
+    """
+
+    source: str
+    output: str
+    checkpoint: str = "final"
+    eval_weights: str | None = None
+    opset: int = 17
+    fp16: bool = False
+    input_size: tuple[int, int] | None = None
+    onnx_probabilities: bool = False
+    parity_dir: str = "data/camvid_mini/val"
+    parity_frames: int = 2
+
+    def __post_init__(self):
+        _check_model_source("source", self.source, self.checkpoint, self.eval_weights)
+        if not self.output:
+            raise ConfigError("--output: required")
+        check_opset(self.opset)
+        if self.input_size is not None and min(self.input_size) < 1:
+            raise ConfigError(f"--input_size: must be positive, got {self.input_size}")
+        if self.parity_frames < 0:
+            raise ConfigError(f"--parity_frames: must be >= 0, got {self.parity_frames}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """What scl_tf.predict segments and writes.
+
+    Attributes:
+      model: a model dir, .keras file, SavedModel folder or .onnx file; `model_dir` is used
+        when it is empty (the flag named in errors is the one given).
+      input: a folder of images (searched recursively) or a glob pattern.
+      output: the folder the PNGs are written into.
+      format: one of FORMATS.
+      checkpoint, eval_weights: for a model dir (None: the run's own --eval_weights).
+    """
+
+    model: str | None
+    input: str
+    output: str
+    model_dir: str | None = None
+    format: str = "labelIds"
+    overlay_alpha: float = 0.5
+    checkpoint: str = "final"
+    eval_weights: str | None = None
+    inference: InferenceConfig = dataclasses.field(default_factory=InferenceConfig)
+
+    @property
+    def source(self) -> str:
+        """The model to load: --model, else --model_dir."""
+        return self.model or self.model_dir
+
+    def __post_init__(self):
+        _check_model_source(
+            "model" if self.model else "model_dir", self.source, self.checkpoint, self.eval_weights
+        )
+        if not self.input:
+            raise ConfigError("--input: required")
+        if not self.output:
+            raise ConfigError("--output: required (the folder to write into)")
+        if self.format not in FORMATS:
+            raise ConfigError(f"--format: expected one of {FORMATS}, got {self.format!r}")
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            raise ConfigError(f"--overlay_alpha: must be in [0, 1], got {self.overlay_alpha}")

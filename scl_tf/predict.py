@@ -26,6 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from scl_tf import config as config_lib  # noqa: E402
+from scl_tf import flags as flags_lib  # noqa: E402
+from scl_tf import runs  # noqa: E402
 from scl_tf.data import labels as labels_lib  # noqa: E402
 from scl_tf.data.datasets import list_images  # noqa: E402
 from scl_tf.data.labels import LabelSpec  # noqa: E402
@@ -109,7 +111,7 @@ def predict_files(
       spec: the dataset's labels (names, palette, label values); None: generic names and
         palette for the model's C classes, label values = train ids.
     Raises:
-      predictors.ModelError: the model's class count differs from `spec`'s.
+      runs.ModelError: the model's class count differs from `spec`'s.
     """
     import keras  # the progress bar only
 
@@ -128,7 +130,7 @@ def predict_files(
         if spec is None:
             spec = labels_lib.folder(num_classes)
         if num_classes != spec.num_classes:
-            raise predictors.ModelError(
+            raise runs.ModelError(
                 f"the model predicts {num_classes} classes, the "
                 f"{spec.name} labels have {spec.num_classes}"
             )
@@ -163,56 +165,34 @@ def flags_label_spec(values, run: str | None) -> LabelSpec | None:
         names = ("dataset", "cityscapes_label_format", "num_classes", "ignore_value", "class_names")
         return label_spec_from(
             {name: values[name].value for name in names}
-            | {"id_mapping": config_lib.parse_id_mapping(values.id_mapping)}
+            | {"id_mapping": flags_lib.parse_id_mapping(values.id_mapping)}
         )
-    return label_spec_from(predictors.run_data_record(run)) if run else None
-
-
-def model_source(values) -> str:
-    """--model, else --model_dir."""
-    flag = "model" if values.model else "model_dir"
-    source = values[flag].value
-    if not source:
-        raise config_lib.ConfigError("--model: required (or --model_dir of a training run)")
-    if not os.path.exists(source):
-        raise config_lib.ConfigError(f"--{flag}: no such file or folder: {source}")
-    return source
+    return label_spec_from(runs.read_record(run)["data"]) if run else None
 
 
 def main(argv):
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     try:
-        source = model_source(FLAGS)
-        if not FLAGS.input:
-            raise config_lib.ConfigError("--input: required")
-        if not FLAGS.output:
-            raise config_lib.ConfigError("--output: required (the folder to write into)")
-        if not 0.0 <= FLAGS.overlay_alpha <= 1.0:
-            raise config_lib.ConfigError(
-                f"--overlay_alpha: must be in [0, 1], got {FLAGS.overlay_alpha}"
-            )
-        config = config_lib.inference_from_flags(FLAGS)
-        inputs, base = list_inputs(FLAGS.input)
-        outputs = output_paths(inputs, base, FLAGS.output)
-        run = predictors.find_run_dir(source, FLAGS.model_dir)
-        predictor = predictors.load_predictor(
-            source, FLAGS.checkpoint, predictors.explicit_eval_weights(FLAGS, run)
-        )
+        config = flags_lib.predict_config(FLAGS)
+        inputs, base = list_inputs(config.input)
+        outputs = output_paths(inputs, base, config.output)
+        run = runs.find_run_dir(config.source, config.model_dir)
+        predictor = predictors.load_predictor(config.source, config.checkpoint, config.eval_weights)
         spec = flags_label_spec(FLAGS, run) or predictor.labels
-        if spec is None and FLAGS.format == "labelIds":
+        if spec is None and config.format == "labelIds":
             print(
                 "note: no --dataset, model dir or scl_tf export metadata: --format=labelIds "
                 "writes train ids",
                 file=sys.stderr,
             )
-        config = predictors.with_model_tiles(config, predictor)
+        inference_config = predictors.with_model_tiles(config.inference, predictor)
         result = predict_files(
-            predictor, inputs, outputs, config, FLAGS.format, spec, FLAGS.overlay_alpha
+            predictor, inputs, outputs, inference_config, config.format, spec, config.overlay_alpha
         )
-    except (config_lib.ConfigError, predictors.ModelError) as error:
+    except (config_lib.ConfigError, runs.ModelError) as error:
         sys.exit(f"error: {error}")
-    print(f"Wrote {len(result.written)} {FLAGS.format} PNG(s) to {FLAGS.output}")
+    print(f"Wrote {len(result.written)} {config.format} PNG(s) to {config.output}")
     if result.skipped:
         sys.exit(
             f"error: skipped {len(result.skipped)} of {len(inputs)} image(s) that could "
@@ -221,6 +201,7 @@ def main(argv):
 
 
 def run():
+    flags_lib.define_predict_flags()
     app.run(main)
 
 

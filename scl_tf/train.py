@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from scl_tf import config as config_lib  # noqa: E402
+from scl_tf import flags as flags_lib  # noqa: E402
 from scl_tf.data.datasets import DatasetError  # noqa: E402
 
 
@@ -26,7 +27,7 @@ def main(argv):
     from scl_tf.training.loop import TrainingError, train
 
     try:
-        config = config_lib.from_flags(flags.FLAGS)
+        config = flags_lib.config(flags.FLAGS)
         result = train(config)
     except (config_lib.ConfigError, DatasetError, TrainingError, ImageNetWeightsError) as error:
         sys.exit(f"error: {error}")
@@ -40,6 +41,7 @@ def main(argv):
 
 
 def run():
+    flags_lib.define_train_flags()
     app.run(main)
 
 

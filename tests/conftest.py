@@ -46,10 +46,10 @@ def write_small_run():
     returns that Keras model."""
     import keras
 
+    from scl_tf import runs
     from scl_tf.config import Config, DataConfig, ModelConfig
     from scl_tf.data import labels as labels_lib
     from scl_tf.models import build_model
-    from scl_tf.training import run_dir
 
     def write(model_dir: str) -> keras.Model:
         config = Config(
@@ -57,12 +57,12 @@ def write_small_run():
             model=ModelConfig(backbone="mobilenetv2", output_stride=16),
             model_dir=model_dir,
         )
-        run_dir.write_config(config, 11, labels_lib.CAMVID_CLASS_NAMES)
+        runs.write_config(config, 11, labels_lib.CAMVID_CLASS_NAMES)
         keras.utils.set_random_seed(0)
         model = build_model(
             "mobilenetv2", 11, output_stride=16, aspp_filters=16, decoder_filters=16
         )
-        model.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
+        model.save(os.path.join(model_dir, runs.EXPORT_NAME))
         return model
 
     return write

@@ -37,7 +37,7 @@ def test_a_run_of_another_backbone_is_named(check_backbones, write_small_run, tm
 
 
 def test_a_missing_run_names_the_flag(check_backbones, tmp_path):
-    with pytest.raises(SystemExit, match="--trained_dir: .*wrn38: no such model dir"):
+    with pytest.raises(SystemExit, match="--trained_dir: .*wrn38: not a model dir"):
         check_backbones.check_trained("wrn38", str(tmp_path), [], str(tmp_path))
 
 

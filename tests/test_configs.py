@@ -1,11 +1,17 @@
-"""The shipped flag files parse into valid configs, and contradictory flags stop early."""
+"""The shipped flag files parse into valid configs, contradictory flags stop early, and flags
+exist only where a command defines them."""
 
+import dataclasses
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from absl import flags
 
 from scl_tf import config as config_lib
+from scl_tf import flags as flags_lib
+from scl_tf.training.scl_model import StepConfig
 
 REPO = pathlib.Path(__file__).parent.parent
 CONFIGS = REPO / "configs"
@@ -15,14 +21,75 @@ CONFIGS = REPO / "configs"
 def parse(monkeypatch):
     """Parses flags as `python -m scl_tf.train ...` would, from the repo root."""
     monkeypatch.chdir(REPO)
+    flags_lib.define_train_flags()
 
     def run(*arguments):
         flags.FLAGS.unparse_flags()
         flags.FLAGS(["train", *arguments])
-        return config_lib.from_flags(flags.FLAGS)
+        return flags_lib.config(flags.FLAGS)
 
     yield run
     flags.FLAGS.unparse_flags()
+
+
+def semi_supervised(config):
+    return StepConfig.from_config(config).semi_supervised
+
+
+def run_python(code):
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_importing_the_library_defines_no_flag():
+    # TensorFlow and absl define flags of their own on import; the library adds none.
+    output = run_python(
+        "import absl.app, absl.flags as f, keras, tensorflow\n"
+        "before = set(f.FLAGS)\n"
+        "import scl_tf.data.datasets, scl_tf.data.pipeline, scl_tf.models, "
+        "scl_tf.training.loop, scl_tf.evaluate, scl_tf.predict, scl_tf.runs\n"
+        "print(sorted(set(f.FLAGS) - before))"
+    )
+    assert output.strip().splitlines()[-1] == "[]"
+
+
+def test_train_help_lists_the_training_flags_only():
+    result = subprocess.run(
+        [sys.executable, "-m", "scl_tf.train", "--helpfull"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    text = result.stdout + result.stderr
+    for flag in ("--lambda_sc", "--crop_size", "--backbone", "--eval_weights", "--dataset"):
+        assert flag in text
+    for flag in ("--opset", "--overlay_alpha", "--scales", "--provider", "--source"):
+        assert flag not in text
+
+
+def test_flag_defaults_are_the_configs_defaults():
+    flags_lib.define_train_flags()
+    values = flags.FLAGS
+    for cls in (config_lib.TrainConfig, config_lib.ModelConfig):
+        for field in dataclasses.fields(cls):
+            if field.name in ("low_level_stride",):  # 0 on the command line means None
+                continue
+            assert values[field.name].default == field.default, field.name
+    assert flags_lib.parse_id_mapping(["0:255", "3:1"]) == ((0, 255), (3, 1))
+
+
+def test_step_config_comes_from_the_run_config_in_one_place(parse, tmp_path):
+    config = parse("--flagfile=configs/demo.flags", "--lambda_sc=0.7", "--scl_boxes=8", "--seed=5")
+    step = StepConfig.from_config(config)
+    assert (step.lambda_c, step.lambda_sc, step.rampup_steps) == (2, 0.7, 20)
+    assert (step.scl_boxes, step.seed, step.scl_mode) == (8, 5, "exact")
+    assert StepConfig() == StepConfig.from_config(
+        config_lib.Config(data=config.data, model_dir="x")
+    )
 
 
 def test_cityscapes_flags_are_the_papers_recipe(parse, tmp_path):
@@ -54,16 +121,16 @@ def test_semi_1_8_flags_build_on_the_paper_recipe(parse, tmp_path):
 
 def test_camvid_and_demo_flags_parse(parse, tmp_path):
     camvid = parse("--flagfile=configs/camvid.flags", f"--data_dir={tmp_path}")
-    assert camvid.data.dataset == "camvid" and not camvid.train.semi_supervised
+    assert camvid.data.dataset == "camvid" and not semi_supervised(camvid)
     demo = parse("--flagfile=configs/demo.flags")
-    assert demo.data.data_dir == "data/camvid_mini" and demo.train.semi_supervised
+    assert demo.data.data_dir == "data/camvid_mini" and semi_supervised(demo)
     assert (demo.train.lambda_c, demo.train.lambda_sc, demo.train.rampup_steps) == (2, 0.3, 20)
 
 
 def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     config = parse("--flagfile=configs/camvid_semi_1-8.flags", f"--data_dir={tmp_path}")
     assert config.data.labeled_list == "configs/camvid_1-8_labeled.txt"
-    assert config.train.semi_supervised and config.train.scl_mode == "exact"
+    assert semi_supervised(config) and config.train.scl_mode == "exact"
     names = [
         line
         for line in (REPO / config.data.labeled_list).read_text().splitlines()
@@ -80,7 +147,7 @@ def test_parity_flags_train_every_frame_supervised_briefly(parse, tmp_path):
         "--backbone=wrn38",
         "--model_dir=runs/parity/wrn38",
     )
-    assert not config.train.semi_supervised and config.model.output_stride == 8
+    assert not semi_supervised(config) and config.model.output_stride == 8
     data = config.data
     assert (data.labeled_fraction, data.labeled_count, data.labeled_list) == (None, None, None)
     assert (config.train.steps, config.train.ema_decay, config.model_dir) == (

@@ -16,16 +16,18 @@ from cityscapes_tree import LABEL_IDS, make_cityscapes_tree
 from PIL import Image
 
 from scl_tf import config as config_lib
-from scl_tf import evaluate
+from scl_tf import evaluate, runs
+from scl_tf import flags as flags_lib
 from scl_tf.data import datasets
 from scl_tf.data import labels as labels_lib
 from scl_tf.data.datasets import DatasetError
-from scl_tf.eval import predictors
+from scl_tf.eval import predictors, scoring
 from scl_tf.predict import list_inputs, output_paths, predict_files
-from scl_tf.training import run_dir
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 NUM_CLASSES = 19
+
+flags_lib.define_evaluate_flags()
 
 # Runs in a subprocess: cityscapesscripts reads CITYSCAPES_* at import time.
 CITYSCAPES_SCRIPT = textwrap.dedent("""
@@ -125,8 +127,8 @@ def test_scores_equal_cityscapesscripts(tree, tmp_path):
     reference = cityscapes_scores(tree, model_predictions, random_predictions)
 
     for folder in (model_predictions, random_predictions):
-        ours = evaluate.evaluate_predictions(
-            evaluate.pair_predictions(samples, str(folder)), spec, "labelIds"
+        ours = scoring.evaluate_predictions(
+            scoring.pair_predictions(samples, str(folder)), spec, "labelIds"
         )
         theirs = reference[str(folder)]
         for name, iou in zip(spec.class_names, ours.class_iou()):
@@ -138,11 +140,11 @@ def test_scores_equal_cityscapesscripts(tree, tmp_path):
     assert ours.confusion[:, -1].sum() > 0  # the random predictions hold void ids
 
     # Running the model directly scores the same pixels as its written predictions.
-    direct = evaluate.evaluate_model(
+    direct = scoring.evaluate_model(
         predictor, samples, spec, config_lib.InferenceConfig(), verbose=False
     )
-    written = evaluate.evaluate_predictions(
-        evaluate.pair_predictions(samples, str(model_predictions)), spec, "labelIds"
+    written = scoring.evaluate_predictions(
+        scoring.pair_predictions(samples, str(model_predictions)), spec, "labelIds"
     )
     np.testing.assert_array_equal(direct.confusion, written.confusion)
     assert direct.num_images == 4 and direct.seconds_per_image > 0
@@ -155,7 +157,7 @@ def test_unpaired_prediction_names_are_listed(tree, tmp_path):
     missing.unlink()
     (folder / "stray_000000_000019_leftImg8bit.png").write_bytes(b"")
     with pytest.raises(DatasetError) as error:
-        evaluate.pair_predictions(val_samples(tree), str(folder))
+        scoring.pair_predictions(val_samples(tree), str(folder))
     message = str(error.value)
     assert f"image without prediction: {tree}/leftImg8bit/val/" in message
     assert missing.name in message
@@ -172,20 +174,20 @@ def test_bad_prediction_files_are_named(tree, tmp_path):
     victim = folder / os.path.basename(samples[0].image)
     Image.fromarray(np.full((24, 40), 200, np.uint8)).save(victim)
     with pytest.raises(DatasetError, match=f"prediction {victim} holds values .*200"):
-        evaluate.evaluate_predictions(
-            evaluate.pair_predictions(samples, str(folder)), labels_lib.cityscapes(), "labelIds"
+        scoring.evaluate_predictions(
+            scoring.pair_predictions(samples, str(folder)), labels_lib.cityscapes(), "labelIds"
         )
     Image.fromarray(np.zeros((12, 40), np.uint8)).save(victim)
     with pytest.raises(DatasetError, match="size mismatch"):
-        evaluate.evaluate_predictions(
-            evaluate.pair_predictions(samples, str(folder)), labels_lib.cityscapes(), "labelIds"
+        scoring.evaluate_predictions(
+            scoring.pair_predictions(samples, str(folder)), labels_lib.cityscapes(), "labelIds"
         )
 
 
 def test_class_count_mismatch_is_reported(tree):
     predictor = predictors.keras_predictor(tiny_model(num_classes=5), "five-class model")
-    with pytest.raises(predictors.ModelError, match="predicts 5 classes, the cityscapes"):
-        evaluate.evaluate_model(
+    with pytest.raises(runs.ModelError, match="predicts 5 classes, the cityscapes"):
+        scoring.evaluate_model(
             predictor,
             val_samples(tree),
             labels_lib.cityscapes(),
@@ -199,12 +201,12 @@ def test_model_dir_alone_finds_its_dataset_and_gets_the_json(tree, tmp_path):
     the JSON lands in the run's folder."""
     run = tmp_path / "run"
     data = config_lib.DataConfig(dataset="cityscapes", data_dir=str(tree))
-    run_dir.write_config(
+    runs.write_config(
         config_lib.Config(data=data, model_dir=str(run)),
         NUM_CLASSES,
         labels_lib.cityscapes().class_names,
     )
-    tiny_model().save(str(run / run_dir.EXPORT_NAME))
+    tiny_model().save(str(run / runs.EXPORT_NAME))
     flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(model_dir=str(run), scales=["0.5", "1"], tile="16"):
         evaluation, context, output = evaluate.evaluate_from_flags(flags.FLAGS)

@@ -11,7 +11,8 @@ import onnx
 import pytest
 import tensorflow as tf
 
-from scl_tf.config import ConfigError
+from scl_tf import runs
+from scl_tf.config import ConfigError, ExportConfig, parse_input_size
 from scl_tf.data import labels as labels_lib
 from scl_tf.export import bench, convert, images, metadata, onnx_model, parity, runtime, serving
 from scl_tf.models import build_model
@@ -115,7 +116,7 @@ def test_model_dir_source_gives_the_exported_teacher(write_small_run, tmp_path):
 
 @pytest.mark.parametrize("path", ["/nonexistent/run", REPO_ROOT])
 def test_source_that_is_no_model_is_named(path):
-    with pytest.raises(FileNotFoundError, match="neither a model dir"):
+    with pytest.raises(runs.ModelError, match="neither a model dir"):
         serving.load_source(path)
 
 
@@ -124,7 +125,7 @@ def test_source_info_without_loading(saved_model, cityscapes_info):
 
 
 def test_missing_model_dir_is_named():
-    with pytest.raises(FileNotFoundError, match="/nonexistent/run: no such model dir"):
+    with pytest.raises(runs.ModelError, match="/nonexistent/run: not a model dir"):
         serving.run_model("/nonexistent/run")
 
 
@@ -152,7 +153,7 @@ def test_to_onnx_fp32_matches_tensorflow_on_random_and_real_frames(onnx_cli):
 
 def test_onnx_metadata_round_trips(onnx_cli, tf_model):
     path = onnx_cli[0]
-    session = runtime.create_session(path)
+    session = runs.onnx_session(path)
     info = runtime.model_info(session, path)
     assert info.class_names == tf_model.info.class_names and info.palette == tf_model.info.palette
     assert info.outputs == ("label_ids", "labels", "logits") and info.input_size is None
@@ -172,7 +173,7 @@ def test_onnx_fp16_static_size_agrees_and_rejects_other_sizes(tf_model):
     assert report.precision == "fp16" and report.argmax_agreement >= 0.99, report.line()
     assert report.max_probability_delta < 1e-3, report.line()
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
-    session = runtime.create_session(model.SerializeToString())
+    session = runs.onnx_session(model.SerializeToString())
     assert runtime.static_input_size(session) == (64, 96)
     info = runtime.model_info(session, "fp16.onnx")
     assert info.precision == "fp16" and info.input_size == (64, 96)
@@ -189,7 +190,7 @@ def test_onnx_fp16_static_size_agrees_and_rejects_other_sizes(tf_model):
 
 
 def test_bound_runner_on_cpu_matches_plain_run(onnx_cli):
-    session = runtime.create_session(onnx_cli[0])
+    session = runs.onnx_session(onnx_cli[0])
     images = parity.random_images(1, (40, 56), seed=5)
     runner = runtime.BoundRunner(session, images, runtime.RuntimeOptions("cpu"))
     runner()
@@ -201,26 +202,34 @@ def test_bound_runner_on_cpu_matches_plain_run(onnx_cli):
 @pytest.mark.parametrize(
     "text, error",
     [
-        ("360x480", "--input_size: 360x480 is not divisible by the model's output stride 16"),
         ("64xab", "--input_size: expected HxW or N"),
         ("0x64", "--input_size: must be positive"),
     ],
 )
-def test_bad_static_input_size_is_named(text, error):
+def test_bad_static_input_size_is_named(text, error, saved_model, tmp_path):
     with pytest.raises(ConfigError, match=error):
-        convert.parse_input_size(text, 16)
+        ExportConfig(saved_model, str(tmp_path / "m.onnx"), input_size=parse_input_size(text))
+
+
+def test_static_input_size_must_fit_the_output_stride():
+    with pytest.raises(
+        ConfigError, match="--input_size: 360x480 is not divisible by the model's output stride 16"
+    ):
+        convert.check_input_size((360, 480), 16)
+    convert.check_input_size((512, 1024), 16)
+    convert.check_input_size(None, 16)
 
 
 def test_input_size_parses():
-    assert convert.parse_input_size("dynamic", 8) is None
-    assert convert.parse_input_size("512x1024", 16) == (512, 1024)
-    assert convert.parse_input_size("256", 8) == (256, 256)
+    assert parse_input_size("dynamic") is None
+    assert parse_input_size("512x1024") == (512, 1024)
+    assert parse_input_size("256") == (256, 256)
 
 
 @pytest.mark.parametrize("opset", [12, 19])
-def test_opset_out_of_range_is_named(opset):
+def test_opset_out_of_range_is_named(opset, saved_model, tmp_path):
     with pytest.raises(ConfigError, match="--opset: must be in 13..18"):
-        convert.check_opset(opset)
+        ExportConfig(saved_model, str(tmp_path / "m.onnx"), opset=opset)
 
 
 def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
@@ -261,7 +270,7 @@ def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
     images = parity.random_images(2, (64, 96), seed=0)
     calls = {
         "onnxruntime": runtime.BoundRunner(
-            runtime.create_session(onnx_cli[0]), images, runtime.RuntimeOptions()
+            runs.onnx_session(onnx_cli[0]), images, runtime.RuntimeOptions()
         ),
         "tensorflow": serving.signature_runner(tf_model, serving.SIGNATURE_LOGITS, images),
     }
@@ -273,7 +282,7 @@ def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
 @pytest.mark.parametrize(
     "args, error",
     [
-        (["--provider=opencl"], "--provider: expected one of cpu, cuda, tensorrt, got 'opencl'"),
+        (["--provider=opencl"], "--provider=opencl: value should be one of <cpu|cuda|tensorrt>"),
         (["--model=/nonexistent.onnx"], "--model: no such ONNX file: /nonexistent.onnx"),
         (["--iters=0"], "--iters: must be >= 1"),
         (["--size=64x96x3"], "--size: expected HxW or N"),

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from scl_tf import runs
 from scl_tf.data import labels as labels_lib
 from scl_tf.export import bench, images, metadata, parity, runtime
 
@@ -73,9 +74,13 @@ def test_unavailable_provider_is_named(provider):
         runtime.execution_providers(runtime.RuntimeOptions(provider), ["CPUExecutionProvider"])
 
 
-def test_missing_onnx_file_is_named():
-    with pytest.raises(FileNotFoundError, match="--model: no such ONNX file: /no/model.onnx"):
-        runtime.create_session("/no/model.onnx")
+def test_missing_onnx_file_is_named(tmp_path):
+    with pytest.raises(runs.ModelError, match="--model: no such ONNX file: /no/model.onnx"):
+        runs.onnx_session("/no/model.onnx")
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07 not a model")
+    with pytest.raises(runs.ModelError, match=f"{corrupt}: ONNX Runtime cannot load it"):
+        runs.onnx_session(str(corrupt))
 
 
 # --- benchmark statistics -----------------------------------------------------------------------

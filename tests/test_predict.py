@@ -13,10 +13,10 @@ import tensorflow as tf
 from PIL import Image
 
 from scl_tf import config as config_lib
+from scl_tf import runs
 from scl_tf.data import labels as labels_lib
 from scl_tf.eval import inference, overlay, predictors
 from scl_tf.predict import list_inputs, output_paths, predict_files
-from scl_tf.training import run_dir
 
 NUM_CLASSES = 19
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_saved_model_of_keras_export(model, tmp_path):
     np.testing.assert_allclose(predictor(images), reference(model, images), atol=1e-6)
     # With the metadata of export/to_saved_model.py, the classes come with the model.
     (path / "assets.extra").mkdir()
-    (path / predictors.EXPORT_INFO_FILE).write_text(json.dumps(cityscapes_export_info().to_dict()))
+    (path / runs.SAVED_MODEL_INFO).write_text(json.dumps(cityscapes_export_info().to_dict()))
     labels = predictors.load_predictor(str(path)).labels
     assert labels.name == "cityscapes" and labels.train_id_to_value[0] == 7
 
@@ -121,7 +121,7 @@ def test_onnx_dynamic_and_fixed_size(model, tmp_path):
     assert fixed_predictor.input_size == (8, 12)
     small = random_images(batch=1, height=5, width=7)  # padded to 8x12, output cropped
     np.testing.assert_allclose(fixed_predictor(small), reference(model, small), atol=1e-5)
-    with pytest.raises(predictors.ModelError, match="--tile=8x12"):
+    with pytest.raises(runs.ModelError, match="--tile=8x12"):
         fixed_predictor(random_images(batch=1, height=9, width=7))
     config = predictors.with_model_tiles(
         config_lib.InferenceConfig(scales=(1.0, 1.5)), fixed_predictor
@@ -139,16 +139,16 @@ def test_choose_output_by_name():
     assert predictors.choose_output(["labels", "logits", "probabilities"], "m") == ("logits", True)
     assert predictors.choose_output(["label_ids", "probabilities"], "m") == ("probabilities", False)
     assert predictors.choose_output(["output_0"], "m") == ("output_0", True)
-    with pytest.raises(predictors.ModelError, match="m: no output named like"):
+    with pytest.raises(runs.ModelError, match="m: no output named like"):
         predictors.choose_output(["labels", "label_ids"], "m")
 
 
 def test_unknown_sources_are_named(tmp_path):
-    with pytest.raises(predictors.ModelError, match="not a model dir"):
+    with pytest.raises(runs.ModelError, match="not a model dir"):
         predictors.load_predictor(str(tmp_path))
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    with pytest.raises(predictors.ModelError, match="broken.onnx: ONNX Runtime cannot load"):
+    with pytest.raises(runs.ModelError, match="broken.onnx: ONNX Runtime cannot load"):
         predictors.load_predictor(str(broken))
 
 
@@ -227,10 +227,10 @@ def test_label_values_of_each_dataset():
 def fake_run(root, data_dir, model):
     """A model dir as scl_tf.train leaves it: config.json and model.keras."""
     data = config_lib.DataConfig(dataset="camvid", data_dir=str(data_dir))
-    run_dir.write_config(
+    runs.write_config(
         config_lib.Config(data=data, model_dir=str(root)), 11, labels_lib.CAMVID_CLASS_NAMES
     )
-    model.save(str(root / run_dir.EXPORT_NAME))
+    model.save(str(root / runs.EXPORT_NAME))
     return root
 
 

@@ -18,7 +18,8 @@ from absl import app, flags
 from PIL import Image
 
 from scl_tf import config as config_lib
-from scl_tf.data import datasets
+from scl_tf import flags as flags_lib
+from scl_tf.data import datasets, decode
 from scl_tf.data.datasets import DatasetError, Sample
 from scl_tf.data.labels import LabelSpec
 
@@ -41,24 +42,21 @@ def scan_sample(sample: Sample, spec: LabelSpec) -> tuple[list[str], np.ndarray]
     problems = [problem] if problem else []
     if sample.label is None:
         return problems, counts
-    label, problem = _decode(sample.label)
-    if problem:
-        return problems + [problem], counts
-    if label.ndim != 2 or label.dtype != np.uint8:
-        return problems + [
-            f"label {sample.label} is not an 8-bit single-channel map "
-            f"(shape {label.shape}, {label.dtype})"
-        ], counts
+    try:
+        label = decode.decode_label_file(sample.label)
+    except DatasetError as error:
+        return problems + [str(error)], counts
     if image is not None and image.shape[:2] != label.shape:
         problems.append(
             f"size mismatch: image {sample.image} is {image.shape[1]}x"
             f"{image.shape[0]} but label {sample.label} is {label.shape[1]}x"
             f"{label.shape[0]} (WxH)"
         )
-    train_ids = spec.value_to_train_id[label]
-    if (train_ids < 0).any():
-        bad = np.unique(label[train_ids < 0]).tolist()
-        problems.append(f"label {sample.label} holds values the dataset does not define: {bad}")
+    try:
+        train_ids = decode.train_ids_of(label, spec.value_to_train_id, sample.label)
+    except DatasetError as error:
+        problems.append(str(error))
+        train_ids = np.asarray(spec.value_to_train_id)[label]
     scored = train_ids[(train_ids >= 0) & (train_ids < spec.num_classes)]
     counts[: spec.num_classes] = np.bincount(scored, minlength=spec.num_classes)
     counts[-1] = label.size - scored.size
@@ -114,7 +112,7 @@ def _report(config: config_lib.DataConfig) -> list[str]:
 def main(argv):
     del argv
     try:
-        problems = _report(config_lib.data_from_flags(flags.FLAGS))
+        problems = _report(flags_lib.data_config(flags.FLAGS))
     except (config_lib.ConfigError, DatasetError) as error:
         sys.exit(f"error: {error}")
     if problems:
@@ -124,4 +122,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags_lib.define_data_flags()
     app.run(main)

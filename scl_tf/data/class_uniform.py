@@ -18,9 +18,9 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from scl_tf.cache import user_cache_dir
+from scl_tf.data import decode
 from scl_tf.data.datasets import DatasetError
 from scl_tf.data.labels import LabelSpec
 
@@ -83,13 +83,7 @@ def locate_classes(train_ids: np.ndarray, num_classes: int, tiles: int):
 
 
 def _read_train_ids(path: str, spec: LabelSpec) -> np.ndarray:
-    with Image.open(path) as label:
-        values = np.asarray(label)
-    train_ids = spec.value_to_train_id[values]
-    if (train_ids < 0).any():
-        bad = np.unique(values[train_ids < 0]).tolist()
-        raise DatasetError(f"Label file {path} holds values the dataset does not define: {bad}")
-    return train_ids
+    return decode.train_ids_of(decode.decode_label_file(path), spec.value_to_train_id, path)
 
 
 def _cache_key(label_paths: list[str], spec: LabelSpec, tiles: int) -> str:

@@ -150,3 +150,13 @@ def cutmix_masks(boxes, height: int, width: int, num_scl_boxes: int = 16):
     scored = num_boxes - num_scl_boxes + tf.range(num_scl_boxes)[:, None, None]
     box_masks = tf.cast(owner[..., None, :, :] == scored, tf.float32)
     return mix, box_masks
+
+
+def paste(mix, base, pasted):
+    """CutMix of two tensors by a mix mask: `mix * pasted + (1 - mix) * base`.
+
+    Args:
+      mix: float [..., H, W, 1] from `cutmix_masks`, 1 where the pasted image shows.
+      base, pasted: float [..., H, W, C] (images, or probabilities).
+    """
+    return mix * pasted + (1.0 - mix) * base

@@ -18,31 +18,24 @@ tiles of that size. Exports of scl_tf (export/) also carry their class names and
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from scl_tf import runs
 from scl_tf.config import InferenceConfig
 from scl_tf.data.labels import LabelSpec
-from scl_tf.training import run_dir
+from scl_tf.runs import ModelError
 
-SAVED_MODEL_FILE = "saved_model.pb"
-EXPORT_INFO_FILE = os.path.join("assets.extra", "scl_tf.json")  # written by export/
 SIGNATURE = "serving_default"
-ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 INPUT_DTYPES = {
     "float32": np.float32,
     "uint8": np.uint8,
     "tensor(float)": np.float32,
     "tensor(uint8)": np.uint8,
 }
-
-
-class ModelError(ValueError):
-    """A model cannot be loaded or does not behave as a segmentation model; names the model."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,19 +144,19 @@ def _input_dtype(type_name: str, source: str):
     return dtype
 
 
-def _export_labels(read_info, source: str) -> LabelSpec:
-    """The LabelSpec that an scl_tf export's metadata describes.
+def _export_labels(read_info, source: str) -> LabelSpec | None:
+    """The LabelSpec that an scl_tf export's metadata describes, None for a model without.
 
     Args:
-      read_info: scl_tf.export.metadata module -> its ExportInfo of the model.
+      read_info: () -> the model's ExportInfo (scl_tf.export.metadata), or None.
     """
     from scl_tf.export import metadata
 
     try:
-        info = read_info(metadata)
-        return metadata.label_spec(info.dataset, info.class_names)
+        info = read_info()
+        return None if info is None else metadata.label_spec(info.dataset, info.class_names)
     except ValueError as error:
-        raise ModelError(f"{source}: unreadable scl_tf metadata: {error}") from error
+        raise ModelError(f"{source}: unreadable scl_tf metadata: {error}") from None
 
 
 def keras_predictor(model, source: str) -> Predictor:
@@ -178,7 +171,7 @@ def keras_predictor(model, source: str) -> Predictor:
 
 def saved_model_predictor(path: str) -> Predictor:
     """Predictor of a SavedModel folder through its serving_default signature."""
-    loaded = tf.saved_model.load(path)
+    loaded, info = runs.load_saved_model(path)
     if SIGNATURE not in loaded.signatures:
         raise ModelError(
             f"{path}: SavedModel without a {SIGNATURE!r} signature (has "
@@ -198,26 +191,20 @@ def saved_model_predictor(path: str) -> Predictor:
         result = call(**{input_name: tf.constant(_as_input(images, dtype))})[output]
         return _softmax(result) if logits else result.numpy()
 
-    info_file = os.path.join(path, EXPORT_INFO_FILE)
-    labels = (
-        _export_labels(lambda metadata: metadata.ExportInfo.from_dict(_read_json(info_file)), path)
-        if os.path.isfile(info_file)
-        else None
+    return Predictor(
+        run,
+        path,
+        "saved_model",
+        _fixed_size(spec.shape.as_list(), path),
+        _export_labels(lambda: info, path),
     )
-    return Predictor(run, path, "saved_model", _fixed_size(spec.shape.as_list(), path), labels)
 
 
-def onnx_predictor(path: str) -> Predictor:
-    """Predictor of an ONNX model run by ONNX Runtime (CUDA if available, else CPU)."""
-    import onnxruntime
+def onnx_predictor(path: str, options=None) -> Predictor:
+    """Predictor of an ONNX model run by ONNX Runtime on `options`' provider (default CPU)."""
+    from scl_tf.export import metadata
 
-    available = onnxruntime.get_available_providers()
-    try:
-        session = onnxruntime.InferenceSession(
-            path, providers=[name for name in ONNX_PROVIDERS if name in available]
-        )
-    except Exception as error:  # ORT raises its own exception types for unreadable models
-        raise ModelError(f"{path}: ONNX Runtime cannot load it: {error}") from error
+    session = runs.onnx_session(path, options, flag="--model")
     inputs = session.get_inputs()
     if len(inputs) != 1:
         raise ModelError(
@@ -231,72 +218,33 @@ def onnx_predictor(path: str) -> Predictor:
         return _softmax(result) if logits else result
 
     props = session.get_modelmeta().custom_metadata_map
-    labels = (
-        _export_labels(lambda metadata: metadata.from_onnx_props(props, path), path)
-        if "class_names" in props
-        else None
+    labels = _export_labels(
+        lambda: metadata.from_onnx_props(props, path) if "class_names" in props else None, path
     )
     return Predictor(run, path, "onnx", _fixed_size(inputs[0].shape, path), labels)
 
 
-def is_run_dir(source: str) -> bool:
-    """Whether `source` is a model dir written by scl_tf.train."""
-    return os.path.isfile(os.path.join(source, run_dir.CONFIG_NAME))
-
-
-def _read_json(path: str):
-    with open(path) as source:
-        return json.load(source)
-
-
-def run_data_record(model_dir: str) -> dict:
-    """The `data` part of a run's config.json (its DataConfig as a dict)."""
-    return _read_json(os.path.join(model_dir, run_dir.CONFIG_NAME))["data"]
-
-
-def find_run_dir(source: str | None, model_dir: str | None) -> str | None:
-    """The model dir of scl_tf.train that `source` is or lies in, else `model_dir` if it is
-    one, else None."""
-    candidates = (source, os.path.dirname(os.path.abspath(source)) if source else None, model_dir)
-    return next((path for path in candidates if path and is_run_dir(path)), None)
-
-
-def explicit_eval_weights(values, model_dir: str | None) -> str | None:
-    """--eval_weights if given explicitly and different from the run's own choice, else None
-    (so a training flagfile that repeats the run's value still loads its exported model)."""
-    if model_dir is None or not values["eval_weights"].present:
-        return None
-    chosen = values.eval_weights
-    return None if chosen == run_dir.read_info(model_dir).eval_weights else chosen
-
-
 def load_predictor(
-    source: str, checkpoint: str = "final", eval_weights: str | None = None
+    source: str, checkpoint: str = "final", eval_weights: str | None = None, options=None
 ) -> Predictor:
-    """Loads any supported model (see the module docstring).
+    """Loads any supported model (see the module docstring) through `scl_tf.runs`.
 
     Args:
       source: a model dir of scl_tf.train, a `.keras` file, a SavedModel folder or a `.onnx`
         file.
-      checkpoint, eval_weights: for a model dir, as in scl_tf.training.run_dir.load_model.
+      checkpoint, eval_weights: for a model dir, as in `scl_tf.runs.load_keras`.
+      options: for an .onnx file, its `scl_tf.export.runtime.RuntimeOptions` (default CPU).
     Raises:
       ModelError: `source` is none of these, or cannot be used.
     """
     if os.path.isfile(source) and source.endswith(".onnx"):
-        return onnx_predictor(source)
-    if (
-        os.path.isdir(source)
-        and not is_run_dir(source)
-        and os.path.isfile(os.path.join(source, SAVED_MODEL_FILE))
-    ):
+        return onnx_predictor(source, options)
+    if os.path.isdir(source) and not runs.is_run_dir(source) and runs.is_saved_model(source):
         return saved_model_predictor(source)
-    if (os.path.isfile(source) and source.endswith(".keras")) or is_run_dir(source):
-        try:
-            model = run_dir.load_model(source, checkpoint, eval_weights)
-        except (FileNotFoundError, ValueError) as error:
-            raise ModelError(str(error)) from error
-        return keras_predictor(model, source)
+    if (os.path.isfile(source) and source.endswith(".keras")) or runs.is_run_dir(source):
+        return keras_predictor(runs.load_keras(source, checkpoint, eval_weights), source)
     raise ModelError(
-        f"{source}: not a model dir of scl_tf.train ({run_dir.CONFIG_NAME}), a "
-        f".keras file, a SavedModel folder ({SAVED_MODEL_FILE}) or an .onnx file"
+        f"{source}: not a model dir of scl_tf.train ({runs.CONFIG_NAME}), a "
+        f".keras file, a SavedModel folder ({runs.SAVED_MODEL_FILE}) or an .onnx "
+        "file"
     )

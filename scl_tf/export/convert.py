@@ -16,42 +16,27 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
-from scl_tf.config import ConfigError, parse_size
+from scl_tf import runs
+from scl_tf.config import ConfigError, check_opset
 from scl_tf.export import onnx_model, runtime
 from scl_tf.export.parity import ParityCase, ParityReport, Predictor, check_parity, softmax
 from scl_tf.export.serving import SIGNATURE_FLOAT, SIGNATURE_LOGITS, TFModel
 
-MIN_OPSET = 13  # omitted optional Resize inputs (see onnx_model.drop_resize_placeholders)
-MAX_OPSET = 18  # the newest tf2onnx 1.17 emits
 
-
-def check_opset(opset: int) -> None:
-    """Raises ConfigError naming --opset outside MIN_OPSET..MAX_OPSET."""
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise ConfigError(f"--opset: must be in {MIN_OPSET}..{MAX_OPSET}, got {opset}")
-
-
-def parse_input_size(text: str, output_stride: int) -> tuple[int, int] | None:
-    """--input_size: "dynamic" -> None (any size), "HxW" or "N" -> (H, W).
-
-    A static size must be a multiple of the output stride, so that every feature map covers
-    the image exactly and the fixed-shape engines built from it (TensorRT) see no padding.
+def check_input_size(size: tuple[int, int] | None, output_stride: int) -> None:
+    """A static input size (H, W) must be a multiple of the output stride, so that every
+    feature map covers the image exactly and the fixed-shape engines built from it (TensorRT)
+    see no padding; None (any size) always fits.
 
     Raises:
       ConfigError: naming --input_size.
     """
-    if text.strip().lower() == "dynamic":
-        return None
-    height, width = parse_size("input_size", text)
-    if height < 1 or width < 1:
-        raise ConfigError(f"--input_size: must be positive, got {text!r}")
-    if height % output_stride or width % output_stride:
+    if size is not None and (size[0] % output_stride or size[1] % output_stride):
         raise ConfigError(
-            f"--input_size: {height}x{width} is not divisible by the model's "
+            f"--input_size: {size[0]}x{size[1]} is not divisible by the model's "
             f"output stride {output_stride}; use a multiple of {output_stride} "
             "(e.g. 512x1024) or dynamic"
         )
-    return height, width
 
 
 @contextlib.contextmanager
@@ -171,6 +156,6 @@ def export_onnx(
         input_size=input_size,
     )
     onnx_model.set_metadata(proto, info)
-    session = runtime.create_session(proto.SerializeToString())
+    session = runs.onnx_session(proto.SerializeToString())
     report = check_parity(tf_predictor(model), onnx_predictor(session), cases, info.precision)
     return proto, report

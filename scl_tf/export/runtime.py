@@ -1,9 +1,11 @@
-"""ONNX Runtime sessions of exported models: execution providers, metadata, IOBinding (no TF)."""
+"""ONNX Runtime for exported models: execution providers, metadata, IOBinding (no TF).
+
+Sessions are opened by `scl_tf.runs.onnx_session`, with the providers chosen here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import onnxruntime as ort
@@ -110,37 +112,6 @@ def execution_providers(
     if cuda[0] in available:
         providers.append(cuda)
     return providers + [cpu]
-
-
-def create_session(
-    model: str | bytes, options: RuntimeOptions = RuntimeOptions(), flag: str = "--model"
-) -> ort.InferenceSession:
-    """An InferenceSession of an .onnx file or serialized model on the chosen provider.
-
-    Args:
-      model: path of an .onnx file, or its bytes.
-      flag: the flag that named `model`, for error messages.
-
-    Raises:
-      FileNotFoundError: `model` is a path that does not exist.
-      ProviderError: the provider is unavailable or failed to start (ONNX Runtime would
-        silently fall back to the CPU).
-    """
-    if isinstance(model, str) and not os.path.isfile(model):
-        raise FileNotFoundError(f"{flag}: no such ONNX file: {model}")
-    providers = execution_providers(options, ort.get_available_providers())
-    session = ort.InferenceSession(
-        model,
-        providers=[name for name, _ in providers],
-        provider_options=[opts for _, opts in providers],
-    )
-    if session.get_providers()[0] != providers[0][0]:
-        raise ProviderError(
-            f"--provider={options.provider}: {providers[0][0]} failed to start "
-            f"(session runs on {session.get_providers()}); see the "
-            "onnxruntime log above"
-        )
-    return session
 
 
 def model_info(session: ort.InferenceSession, source: str) -> ExportInfo:

@@ -7,7 +7,7 @@ A SavedModel written here has three signatures, all taking `images` RGB [B, H, W
   serving_logits    float32 images -> logits, labels (, label_ids)   (what the ONNX model holds)
 `probabilities` / `logits` are float32 [B, H, W, C], `labels` int32 [B, H, W] train ids and,
 for Cityscapes, `label_ids` int32 [B, H, W] labelIds. Its ExportInfo is
-`assets.extra/scl_tf.json`.
+`assets.extra/scl_tf.json` (scl_tf.runs.SAVED_MODEL_INFO).
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ from collections.abc import Callable, Mapping
 import keras
 import tensorflow as tf
 
+from scl_tf import runs
 from scl_tf.data import labels as labels_lib
 from scl_tf.export.metadata import INPUT_CONVENTION, ExportInfo, make_info
 from scl_tf.models import build_model
-from scl_tf.training import run_dir
 
 SIGNATURE_FLOAT = "serving_default"
 SIGNATURE_UINT8 = "serving_uint8"
 SIGNATURE_LOGITS = "serving_logits"
-METADATA_FILE = os.path.join("assets.extra", "scl_tf.json")
 _ANY_SIZE = [None, None, None, 3]
 
 
@@ -123,11 +122,9 @@ def run_info(model_dir: str, eval_weights: str | None = None) -> ExportInfo:
     """The ExportInfo of a run's evaluation model, from its config.json alone.
 
     Raises:
-      FileNotFoundError: `model_dir` is not a run folder.
+      scl_tf.runs.ModelError: `model_dir` is not a run folder.
     """
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"{model_dir}: no such model dir")
-    run = run_dir.read_info(model_dir)
+    run = runs.read_info(model_dir)
     return make_info(
         run.dataset,
         run.model.backbone,
@@ -144,13 +141,13 @@ def run_model(
 
     Args:
       model_dir: the run's --model_dir.
-      checkpoint, eval_weights: as `scl_tf.training.run_dir.load_model`.
+      checkpoint, eval_weights: as `scl_tf.runs.load_keras`.
 
     Raises:
-      FileNotFoundError: `model_dir` is not a run folder or lacks the checkpoint.
+      scl_tf.runs.ModelError: `model_dir` is not a run folder or lacks the checkpoint.
     """
     info = run_info(model_dir, eval_weights)
-    return run_dir.load_model(model_dir, checkpoint, eval_weights), info
+    return runs.load_keras(model_dir, checkpoint, eval_weights), info
 
 
 def untrained_model(
@@ -177,76 +174,64 @@ def save_saved_model(model: keras.Model, info: ExportInfo, path: str) -> TFModel
     """Writes `model` with the serving signatures and `info` as a SavedModel at `path`."""
     served = from_keras(model, info)
     tf.saved_model.save(served.owner, path, signatures=dict(served.signatures))
-    metadata_path = os.path.join(path, METADATA_FILE)
+    metadata_path = os.path.join(path, runs.SAVED_MODEL_INFO)
     os.makedirs(os.path.dirname(metadata_path), exist_ok=True)
     with open(metadata_path, "w") as out:
         json.dump({**served.info.to_dict(), "input": INPUT_CONVENTION}, out, indent=2)
     return served
 
 
-def is_saved_model(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "saved_model.pb"))
-
-
 def saved_model_info(path: str) -> ExportInfo:
     """The ExportInfo of a SavedModel of `save_saved_model`, without loading the model.
 
     Raises:
-      FileNotFoundError: `path` is not a SavedModel, or has no scl_tf metadata.
+      scl_tf.runs.ModelError: `path` is not a SavedModel, or has no scl_tf metadata.
     """
-    if not is_saved_model(path):
-        raise FileNotFoundError(f"{path}: not a SavedModel (no saved_model.pb)")
-    metadata_path = os.path.join(path, METADATA_FILE)
-    if not os.path.isfile(metadata_path):
-        raise FileNotFoundError(
-            f"{path}: a SavedModel without {METADATA_FILE}; export it with export/to_saved_model.py"
+    info = runs.saved_model_info(path)
+    if info is None:
+        raise runs.ModelError(
+            f"{path}: a SavedModel without {runs.SAVED_MODEL_INFO}; export "
+            "it with export/to_saved_model.py"
         )
-    with open(metadata_path) as source:
-        return ExportInfo.from_dict(json.load(source))
+    return info
 
 
 def load_saved_model(path: str) -> TFModel:
     """A SavedModel written by `save_saved_model`.
 
     Raises:
-      FileNotFoundError: `path` is not a SavedModel, has no scl_tf metadata or signatures.
+      scl_tf.runs.ModelError: `path` is not a SavedModel, has no scl_tf metadata or signatures.
     """
     info = saved_model_info(path)
-    loaded = tf.saved_model.load(path)
+    loaded, _ = runs.load_saved_model(path)
     missing = {SIGNATURE_FLOAT, SIGNATURE_LOGITS} - set(loaded.signatures)
     if missing:
-        raise FileNotFoundError(
+        raise runs.ModelError(
             f"{path}: signatures {sorted(missing)} missing; export it with export/to_saved_model.py"
         )
     return TFModel(loaded.signatures, info, loaded)
 
 
-def source_kind(source: str) -> str:
-    """ "saved_model" or "model_dir".
+def source_info(source: str, eval_weights: str | None = None) -> ExportInfo:
+    """The ExportInfo of a SavedModel or model dir, read without loading the model.
 
     Raises:
-      FileNotFoundError: `source` is neither a SavedModel nor a model dir of scl_tf.train.
+      scl_tf.runs.ModelError: `source` is neither, or unreadable.
     """
-    if is_saved_model(source):
-        return "saved_model"
-    if os.path.isfile(os.path.join(source, run_dir.CONFIG_NAME)):
-        return "model_dir"
-    raise FileNotFoundError(
-        f"{source}: neither a model dir of scl_tf.train ({run_dir.CONFIG_NAME})"
-        " nor a SavedModel (saved_model.pb)"
-    )
-
-
-def source_info(source: str, eval_weights: str | None = None) -> ExportInfo:
-    """The ExportInfo of a SavedModel or model dir, read without loading the model."""
-    if source_kind(source) == "saved_model":
+    if runs.is_saved_model(source):
         return saved_model_info(source)
-    return run_info(source, eval_weights)
+    if runs.is_run_dir(source):
+        return run_info(source, eval_weights)
+    raise runs.ModelError(
+        f"{source}: neither a model dir of scl_tf.train ({runs.CONFIG_NAME}) "
+        f"nor a SavedModel ({runs.SAVED_MODEL_FILE})"
+    )
 
 
 def load_source(source: str, checkpoint: str = "final", eval_weights: str | None = None) -> TFModel:
     """A SavedModel of `save_saved_model`, or the evaluation model of a run's model dir."""
-    if source_kind(source) == "saved_model":
+    source_info(source, eval_weights)  # names what `source` is not
+    if runs.is_saved_model(source):
         return load_saved_model(source)
     return from_keras(*run_model(source, checkpoint, eval_weights))
 

@@ -1,5 +1,5 @@
-"""Segmentation models: DeepLabV3+ on WRN38, ResNet-50/101 and MobileNetV2."""
+"""Segmentation models: DeepLabV3+ on WRN38, ResNet-50/101, MobileNetV2 and EfficientNet-Lite0."""
 
-from scl_tf.models.deeplabv3plus import build_model
+from scl_tf.models.deeplabv3plus import BACKBONES, build_model
 
-__all__ = ["build_model"]
+__all__ = ["BACKBONES", "build_model"]

@@ -20,7 +20,7 @@ with "." -> "_" and leading underscores dropped (`_blocks.3._expand_conv` ->
 import keras
 
 from scl_tf.models.dilation import stage_dilation
-from scl_tf.models.layers import ImageNormalization, batch_norm
+from scl_tf.models.layers import ImageNormalization, batch_norm, feature_pair
 
 NORMALIZATION = "lite"
 BN_EPSILON = 1e-3
@@ -98,28 +98,19 @@ def _features(x, output_stride, sync_batchnorm):
 
 
 def build_efficientnet_lite0(output_stride, low_level_stride, sync_batchnorm=False):
-    """Builds the dilated EfficientNet-Lite0 feature extractor.
+    """The dilated EfficientNet-Lite0 feature extractor, as `build_model` wants a backbone.
 
-    Args:
-        output_stride: 8, 16 or 32 (32 = the undilated ImageNet network).
-        low_level_stride: 2 or 4.
-        sync_batchnorm: synchronized BatchNormalization.
+    `output_stride` is 8, 16 or 32 (the undilated ImageNet network), `low_level_stride` 2 or 4;
+    `sync_batchnorm` makes every BatchNormalization synchronized.
 
     Returns:
-        `keras.Model` named `"backbone"`: [B, H, W, 3] as `(RGB - 127) / 128` ->
-        (low-level [B, ~H/low_level_stride, ~W/low_level_stride, 96 or 144],
-         high-level [B, ~H/output_stride, ~W/output_stride, 320]), sizes rounded up.
+        `keras.Model` named `"backbone"` taking [B, H, W, 3] as `(RGB - 127) / 128`, giving the
+        low-level [B, ~H/low_level_stride, ~W/low_level_stride, 96 or 144] and the high-level
+        [B, ~H/output_stride, ~W/output_stride, 320] features (sizes rounded up).
     """
     inputs = keras.Input((None, None, 3))
     features = keras.Model(inputs, _features(inputs, output_stride, sync_batchnorm))
-    return keras.Model(
-        inputs,
-        [
-            features.get_layer(_LOW_LEVEL_LAYERS[low_level_stride]).output,
-            features.get_layer(_HIGH_LEVEL_LAYER).output,
-        ],
-        name="backbone",
-    )
+    return feature_pair(features, _LOW_LEVEL_LAYERS[low_level_stride], _HIGH_LEVEL_LAYER)
 
 
 def build_efficientnet_lite0_classifier():

@@ -130,3 +130,14 @@ def batch_norm(name, synchronized=False, epsilon=1e-5):
     return keras.layers.BatchNormalization(
         epsilon=epsilon, momentum=BN_MOMENTUM, synchronized=synchronized, name=name
     )
+
+
+def feature_pair(model, low_level_layer, high_level_layer):
+    """The backbone `keras.Model` named "backbone": `model`'s input -> (its layer
+    `low_level_layer`'s output, its layer `high_level_layer`'s output), the decoder's low-level
+    feature and the ASPP's input."""
+    return keras.Model(
+        model.input,
+        [model.get_layer(low_level_layer).output, model.get_layer(high_level_layer).output],
+        name="backbone",
+    )

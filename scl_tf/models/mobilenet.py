@@ -9,6 +9,7 @@ load by name (their `Conv_1` weights are not used).
 import keras
 
 from scl_tf.models.dilation import clone_with_dilation, dilated_stage_rates
+from scl_tf.models.layers import feature_pair
 
 NORMALIZATION = "tf"
 
@@ -44,11 +45,4 @@ def build_mobilenetv2(output_stride, low_level_stride, sync_batchnorm=False):
     model = clone_with_dilation(
         reference, dilated_stage_rates(_STAGE_STRIDES, output_stride), sync_batchnorm
     )
-    return keras.Model(
-        model.input,
-        [
-            model.get_layer(_LOW_LEVEL_LAYERS[low_level_stride]).output,
-            model.get_layer(_HIGH_LEVEL_LAYER).output,
-        ],
-        name="backbone",
-    )
+    return feature_pair(model, _LOW_LEVEL_LAYERS[low_level_stride], _HIGH_LEVEL_LAYER)

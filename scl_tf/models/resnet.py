@@ -8,6 +8,7 @@ ImageNet `.h5` files load by layer name.
 import keras
 
 from scl_tf.models.dilation import clone_with_dilation, dilated_stage_rates
+from scl_tf.models.layers import feature_pair
 
 NORMALIZATION = "caffe"
 
@@ -39,11 +40,4 @@ def build_resnet(depth_name, output_stride, low_level_stride, sync_batchnorm=Fal
     model = clone_with_dilation(
         reference, dilated_stage_rates(_STAGE_STRIDES, output_stride), sync_batchnorm
     )
-    return keras.Model(
-        model.input,
-        [
-            model.get_layer(_LOW_LEVEL_LAYERS[low_level_stride]).output,
-            model.get_layer(_HIGH_LEVEL_LAYER).output,
-        ],
-        name="backbone",
-    )
+    return feature_pair(model, _LOW_LEVEL_LAYERS[low_level_stride], _HIGH_LEVEL_LAYER)

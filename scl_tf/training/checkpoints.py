@@ -17,8 +17,8 @@ import shutil
 
 import tensorflow as tf
 
+from scl_tf.runs import BEST_FOLDER, LATEST_FOLDER
 from scl_tf.training.distribute import is_chief
-from scl_tf.training.run_dir import BEST_FOLDER, LATEST_FOLDER
 
 
 class RunCheckpoints:

@@ -17,17 +17,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from scl_tf import runs
 from scl_tf.config import Config, ConfigError
 from scl_tf.data import datasets, pipeline
 from scl_tf.eval import metrics
-from scl_tf.training import run_dir, summaries
+from scl_tf.training import summaries
 from scl_tf.training.checkpoints import RunCheckpoints
 from scl_tf.training.distribute import is_chief, select_strategy
 from scl_tf.training.optim import build_optimizer
 from scl_tf.training.scl_model import LOSS_TERMS, SCLModel, StepConfig
 from scl_tf.training.validation import validate
-
-MIXED_POLICIES = {"none": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 
 class TrainingError(RuntimeError):
@@ -123,11 +122,12 @@ def train(
     train_config, model_dir = config.train, config.model_dir
     strategy = strategy or select_strategy(train_config.strategy)
     chief = is_chief(strategy)
-    keras.mixed_precision.set_dtype_policy(MIXED_POLICIES[train_config.mixed_precision])
+    keras.mixed_precision.set_dtype_policy(train_config.dtype_policy)
     keras.utils.set_random_seed(config.pipeline.seed)
 
+    step_config = StepConfig.from_config(config)
     files = pipeline.train_files(config.data, model_dir if chief else None)
-    if train_config.semi_supervised and not files.unlabeled:
+    if step_config.semi_supervised and not files.unlabeled:
         raise ConfigError(
             "--lambda_c/--lambda_sc: semi-supervised training needs unlabeled "
             "images, and the unlabeled pool is empty"
@@ -140,22 +140,10 @@ def train(
     replicas = strategy.num_replicas_in_sync
     steps = total_steps(config, len(files.labeled), replicas)
     if chief:
-        run_dir.write_config(config, spec.num_classes, spec.class_names)
+        runs.write_config(config, spec.num_classes, spec.class_names)
 
-    step_config = StepConfig(
-        lambda_c=train_config.lambda_c,
-        lambda_sc=train_config.lambda_sc,
-        scl_mode=train_config.scl_mode,
-        num_pairs=train_config.num_pairs,
-        relax_window=train_config.relax_window,
-        ema_decay=train_config.ema_decay,
-        teacher=train_config.teacher,
-        scl_boxes=config.pipeline.scl_boxes,
-        seed=config.pipeline.seed,
-        rampup_steps=train_config.rampup_steps,
-    )
     with strategy.scope():
-        student, teacher = run_dir.build_networks(config.model, spec.num_classes)
+        student, teacher = runs.build_networks(config.model, spec.num_classes)
         model = SCLModel(student, teacher, step_config)
         optimizer = _optimizer(config, steps)
         optimizer.build(student.trainable_variables)
@@ -180,7 +168,7 @@ def train(
             config.pipeline,
             start_step=start,
             input_context=context,
-            with_unlabeled=train_config.semi_supervised,
+            with_unlabeled=step_config.semi_supervised,
             verbose=verbose and chief,
         )
     )
@@ -232,9 +220,7 @@ def train(
             ):
                 local = strategy.experimental_local_results(batch)[0]
                 summaries.write_panel(
-                    writer,
-                    step,
-                    summaries.panel_images(model, local, spec.palette, config.pipeline.scl_boxes),
+                    writer, step, summaries.panel_images(model, local, spec.palette)
                 )
             if step % train_config.checkpoint_every == 0 or step == steps:
                 checkpoints.save()
@@ -250,7 +236,7 @@ def train(
                 break
     export_path = None
     if not stopped and chief:
-        export_path = os.path.join(model_dir, run_dir.EXPORT_NAME)
+        export_path = os.path.join(model_dir, runs.EXPORT_NAME)
         eval_model.save(export_path)
         if verbose:
             print(f"Exported the {train_config.eval_weights} weights to {export_path}")

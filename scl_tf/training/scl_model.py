@@ -24,7 +24,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from scl_tf.data.cutmix import cutmix_masks
+from scl_tf.config import Config, PipelineConfig, TrainConfig
+from scl_tf.data.cutmix import cutmix_masks, paste
 from scl_tf.data.labels import IGNORE_LABEL
 from scl_tf.data.pipeline import apply_photometric
 from scl_tf.losses import consistency_loss, relaxed_cross_entropy, structured_consistency_loss
@@ -34,21 +35,33 @@ LOSS_TERMS = ("loss", "loss_x", "loss_c", "loss_sc")
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-    """What the train step computes (a subset of TrainConfig and PipelineConfig)."""
+    """What the train step computes: TrainConfig's loss and teacher fields, PipelineConfig's
+    Nbox and seed, with their defaults; `from_config` is how a run builds it."""
 
-    lambda_c: float = 20.0
-    lambda_sc: float = 3.0
-    scl_mode: str = "pairs"
-    num_pairs: int = 9000
-    relax_window: int = 3
-    ema_decay: float = 0.999
-    teacher: str = "ema"
-    scl_boxes: int = 16
-    seed: int = 0
-    rampup_steps: int = 0
+    lambda_c: float = TrainConfig.lambda_c
+    lambda_sc: float = TrainConfig.lambda_sc
+    scl_mode: str = TrainConfig.scl_mode
+    num_pairs: int = TrainConfig.num_pairs
+    relax_window: int = TrainConfig.relax_window
+    ema_decay: float = TrainConfig.ema_decay
+    teacher: str = TrainConfig.teacher
+    rampup_steps: int = TrainConfig.rampup_steps
+    scl_boxes: int = PipelineConfig.scl_boxes
+    seed: int = PipelineConfig.seed
+
+    @classmethod
+    def from_config(cls, config: Config) -> StepConfig:
+        """The step of a run's Config."""
+        train = {
+            field.name: getattr(config.train, field.name)
+            for field in dataclasses.fields(cls)
+            if hasattr(config.train, field.name)
+        }
+        return cls(**train, scl_boxes=config.pipeline.scl_boxes, seed=config.pipeline.seed)
 
     @property
     def semi_supervised(self) -> bool:
+        """False for the supervised baseline (both unlabeled weights 0): no teacher work."""
         return self.lambda_c > 0 or self.lambda_sc > 0
 
 
@@ -142,6 +155,20 @@ class SCLModel(keras.Model):
         probs = tf.stop_gradient(probs)
         return tf.split(probs, 2)
 
+    def cutmix_batch(self, unlabeled):
+        """The student's CutMix input and its target, from one replica's unlabeled batch.
+
+        Returns:
+          (u_m = mix(u_a, u_b) float32 [B, h, w, 3], target = mix(p_t(u_a), p_t(u_b))
+          float32 [B, h, w, C] without gradient, box masks float32 [B, Nbox, h, w]).
+        """
+        u_a, u_b = unlabeled["u_a"], unlabeled["u_b"]
+        mix, box_masks = cutmix_masks(
+            unlabeled["boxes"], u_a.shape[1], u_a.shape[2], self.step_config.scl_boxes
+        )
+        teacher_a, teacher_b = self.teacher_probabilities(u_a, u_b)
+        return paste(mix, u_a, u_b), paste(mix, teacher_a, teacher_b), box_masks
+
     def _structured_consistency(self, student_probs, teacher_probs, box_masks):
         config = self.step_config
         return structured_consistency_loss(
@@ -167,13 +194,7 @@ class SCLModel(keras.Model):
         num_labeled = tf.shape(images)[0]
         student_input = images
         if config.semi_supervised:
-            unlabeled = batch["unlabeled"]
-            u_a, u_b = unlabeled["u_a"], unlabeled["u_b"]
-            height, width = u_a.shape[1], u_a.shape[2]
-            mix, box_masks = cutmix_masks(unlabeled["boxes"], height, width, config.scl_boxes)
-            teacher_a, teacher_b = self.teacher_probabilities(u_a, u_b)
-            target = mix * teacher_b + (1.0 - mix) * teacher_a
-            mixed = mix * u_b + (1.0 - mix) * u_a
+            mixed, target, box_masks = self.cutmix_batch(batch["unlabeled"])
             student_input = tf.concat([images, mixed], 0)
         logits = self.student(student_input, training=True)
         labeled_logits = logits[:num_labeled]

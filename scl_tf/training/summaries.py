@@ -8,7 +8,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from scl_tf.data.cutmix import cutmix_masks
 from scl_tf.data.labels import IGNORE_LABEL
 from scl_tf.data.pipeline import apply_photometric
 
@@ -21,7 +20,7 @@ def colorize(train_ids, palette: np.ndarray) -> tf.Tensor:
     return tf.gather(tf.constant(table), tf.cast(train_ids, tf.int32))
 
 
-def panel_images(model, batch, palette: np.ndarray, scl_boxes: int) -> tf.Tensor:
+def panel_images(model, batch, palette: np.ndarray) -> tf.Tensor:
     """One row per unlabeled pair: CutMix input | teacher target | student prediction, and the
     labeled input | its label | the student's prediction above them.
 
@@ -43,12 +42,7 @@ def panel_images(model, batch, palette: np.ndarray, scl_boxes: int) -> tf.Tensor
         )
     ]
     if "unlabeled" in batch:
-        unlabeled = batch["unlabeled"]
-        u_a, u_b = unlabeled["u_a"], unlabeled["u_b"]
-        mix, _ = cutmix_masks(unlabeled["boxes"], u_a.shape[1], u_a.shape[2], scl_boxes)
-        mixed = mix * u_b + (1.0 - mix) * u_a
-        target_a, target_b = model.teacher_probabilities(u_a, u_b)
-        target = mix * target_b + (1.0 - mix) * target_a
+        mixed, target, _ = model.cutmix_batch(batch["unlabeled"])
         rows.append(
             tf.concat(
                 [

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from scl_tf import runs
 from scl_tf.config import Config, DataConfig, ModelConfig, TrainConfig
-from scl_tf.training import run_dir
 
 CLASSES = ("road", "car", "sky")
 
@@ -25,24 +25,24 @@ def run(tmp_path_factory, camvid_mini_dir):
         train=TrainConfig(eval_weights="ema"),
         model_dir=model_dir,
     )
-    run_dir.write_config(config, len(CLASSES), CLASSES)
-    student, teacher = run_dir.build_networks(config.model, len(CLASSES))
+    runs.write_config(config, len(CLASSES), CLASSES)
+    student, teacher = runs.build_networks(config.model, len(CLASSES))
     teacher.set_weights([w * 0.5 for w in student.get_weights()])
     step = tf.Variable(7, dtype=tf.int64)
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(student=student, teacher=teacher, step=step),
-        os.path.join(model_dir, run_dir.LATEST_FOLDER),
+        os.path.join(model_dir, runs.LATEST_FOLDER),
         max_to_keep=1,
         step_counter=step,
     )
     manager.save(checkpoint_number=step)
-    student.save(os.path.join(model_dir, run_dir.EXPORT_NAME))
+    student.save(os.path.join(model_dir, runs.EXPORT_NAME))
     image = np.random.default_rng(0).uniform(0, 255, (1, 48, 64, 3)).astype(np.float32)
     return model_dir, image, student(image).numpy(), teacher(image).numpy()
 
 
 def test_info_round_trips(run):
-    info = run_dir.read_info(run[0])
+    info = runs.read_info(run[0])
     assert info.model == ModelConfig(
         backbone="mobilenetv2", output_stride=16, decoder_convs=1, decoder_kernel_size=1
     )
@@ -50,36 +50,54 @@ def test_info_round_trips(run):
     assert (info.dataset, info.eval_weights) == ("camvid", "ema")
 
 
+# The fixture's model.keras holds the student (a real run's holds its --eval_weights, here
+# "ema") to tell the sources apart: the run's own weights come from model.keras, others from
+# the checkpoint.
 @pytest.mark.parametrize(
     "checkpoint, eval_weights, expected",
-    [("final", None, 2), ("latest", None, 3), ("latest", "student", 2), ("final", "ema", 3)],
+    [
+        ("final", None, 2),
+        ("final", "ema", 2),
+        ("latest", None, 3),
+        ("latest", "student", 2),
+        ("best", None, None),
+    ],
 )
 def test_load_model_picks_the_asked_weights(run, checkpoint, eval_weights, expected):
     model_dir, image = run[0], run[1]
-    model = run_dir.load_model(model_dir, checkpoint=checkpoint, eval_weights=eval_weights)
+    if expected is None:
+        with pytest.raises(runs.ModelError, match="best: no checkpoint"):
+            runs.load_keras(model_dir, checkpoint=checkpoint, eval_weights=eval_weights)
+        return
+    model = runs.load_keras(model_dir, checkpoint=checkpoint, eval_weights=eval_weights)
     np.testing.assert_allclose(model(image).numpy(), run[expected], rtol=1e-5, atol=1e-5)
 
 
 def test_load_model_from_a_keras_file(run):
-    model = run_dir.load_model(os.path.join(run[0], run_dir.EXPORT_NAME))
+    model = runs.load_keras(os.path.join(run[0], runs.EXPORT_NAME))
     np.testing.assert_allclose(model(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
 
 
 def test_a_runs_model_keras_warm_starts_the_student_of_a_new_run(run):
-    config = run_dir.read_info(run[0]).model
-    warm = dataclasses.replace(config, weights=os.path.join(run[0], run_dir.EXPORT_NAME))
-    student, _ = run_dir.build_networks(warm, len(CLASSES))
+    config = runs.read_info(run[0]).model
+    warm = dataclasses.replace(config, weights=os.path.join(run[0], runs.EXPORT_NAME))
+    student, _ = runs.build_networks(warm, len(CLASSES))
     np.testing.assert_allclose(student(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
 
 
 def test_bad_sources_are_named(run, tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing_dir"):
-        run_dir.load_model(str(tmp_path / "missing_dir"))
-    with pytest.raises(FileNotFoundError, match="no config.json"):
-        run_dir.read_info(str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="best: no checkpoint"):
-        run_dir.load_model(run[0], checkpoint="best")
-    with pytest.raises(ValueError, match="--checkpoint"):
-        run_dir.load_model(run[0], checkpoint="newest")
-    with pytest.raises(ValueError, match="--eval_weights"):
-        run_dir.load_model(run[0], checkpoint="latest", eval_weights="teacher")
+    with pytest.raises(runs.ModelError, match="missing_dir"):
+        runs.load_keras(str(tmp_path / "missing_dir"))
+    with pytest.raises(runs.ModelError, match="no config.json"):
+        runs.read_info(str(tmp_path))
+    with pytest.raises(runs.ModelError, match="best: no checkpoint"):
+        runs.load_keras(run[0], checkpoint="best")
+    with pytest.raises(runs.ModelError, match="--eval_weights"):
+        runs.load_keras(run[0], checkpoint="latest", eval_weights="teacher")
+
+
+def test_corrupt_keras_file_is_named_as_unreadable(tmp_path):
+    broken = tmp_path / "model.keras"
+    broken.write_bytes(b"PK\x03\x04 not really a zip archive")
+    with pytest.raises(runs.ModelError, match=f"{broken}: not a readable .keras model"):
+        runs.load_keras(str(broken))

@@ -1,0 +1,276 @@
+"""The one place a trained model is loaded from disk, and the layout of a run's model dir.
+
+A model dir written by `scl_tf.train` holds:
+  config.json        the run's Config (as a dict) plus num_classes, class_names
+  labeled_list.txt   the labeled images the run used
+  checkpoints/       the last few checkpoints (student, teacher, optimizer, step, ...)
+  best/              the checkpoint with the best validation mIoU
+  logs/              TensorBoard events
+  model.keras        the evaluation weights (EMA teacher by default) at the end of the run
+
+Loaders, each raising ModelError with a one-line message naming what it was given:
+  load_keras        a model dir (model.keras or a checkpoint, EMA or student weights) or a
+                    .keras file -> keras.Model (float RGB [0, 255] -> logits)
+  load_saved_model  a SavedModel folder -> the loaded object and its scl_tf metadata, if any
+  onnx_session      an .onnx file (or its bytes) -> an ONNX Runtime session on the provider
+                    asked for (the CPU unless told otherwise); a GPU provider that this
+                    onnxruntime lacks or cannot start is an error, never a silent fallback.
+TensorFlow and Keras are imported by the loaders that need them, so that the ONNX path runs
+where only onnxruntime is installed (export/predict_onnx.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from scl_tf.config import WEIGHTS, Config, ModelConfig
+
+CONFIG_NAME = "config.json"
+EXPORT_NAME = "model.keras"
+LATEST_FOLDER = "checkpoints"
+BEST_FOLDER = "best"
+SAVED_MODEL_FILE = "saved_model.pb"
+# The ExportInfo (scl_tf.export.metadata) of a SavedModel written by export/.
+SAVED_MODEL_INFO = os.path.join("assets.extra", "scl_tf.json")
+
+
+class ModelError(ValueError):
+    """A model cannot be loaded or does not behave as a segmentation model; names the model."""
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of an error's message (libraries put whole dumps after it)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """What config.json says about a run's model."""
+
+    model: ModelConfig
+    num_classes: int
+    class_names: tuple[str, ...]
+    dataset: str
+    eval_weights: str  # "ema" (teacher) or "student"
+
+
+def write_config(config: Config, num_classes: int, class_names) -> None:
+    """Writes config.json into config.model_dir."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    record = {
+        **dataclasses.asdict(config),
+        "num_classes": num_classes,
+        "class_names": list(class_names),
+    }
+    with open(os.path.join(config.model_dir, CONFIG_NAME), "w") as out:
+        json.dump(record, out, indent=2)
+
+
+def is_run_dir(source: str) -> bool:
+    """Whether `source` is a model dir written by scl_tf.train."""
+    return os.path.isfile(os.path.join(source, CONFIG_NAME))
+
+
+def find_run_dir(source: str | None, model_dir: str | None) -> str | None:
+    """The model dir of scl_tf.train that `source` is or lies in, else `model_dir` if it is
+    one, else None."""
+    candidates = (source, os.path.dirname(os.path.abspath(source)) if source else None, model_dir)
+    return next((path for path in candidates if path and is_run_dir(path)), None)
+
+
+def read_record(model_dir: str) -> dict:
+    """`model_dir`/config.json as written by `write_config`.
+
+    Raises:
+      ModelError: `model_dir` is not a model dir of scl_tf.train, or its config.json is
+        unreadable.
+    """
+    path = os.path.join(model_dir, CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise ModelError(f"{model_dir}: not a model dir of scl_tf.train (no {CONFIG_NAME})")
+    try:
+        with open(path) as source:
+            return json.load(source)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: unreadable ({error})") from None
+
+
+def read_info(model_dir: str) -> RunInfo:
+    """What `model_dir`/config.json says about the run's model (see `read_record`)."""
+    record = read_record(model_dir)
+    try:
+        # The weights the run started from only mattered for initialisation; they may be gone.
+        model = ModelConfig(**{**record["model"], "weights": None})
+        return RunInfo(
+            model=model,
+            num_classes=int(record["num_classes"]),
+            class_names=tuple(record["class_names"]),
+            dataset=record["data"]["dataset"],
+            eval_weights=record["train"]["eval_weights"],
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelError(
+            f"{model_dir}/{CONFIG_NAME}: not a config of scl_tf.train ({error})"
+        ) from None
+
+
+def build_networks(model: ModelConfig, num_classes: int):
+    """A (student, teacher) pair of DeepLabV3+ `keras.Model`s; only the student loads the
+    config's weights."""
+    from scl_tf.models import build_model
+
+    arguments = dict(
+        backbone=model.backbone,
+        num_classes=num_classes,
+        output_stride=model.output_stride,
+        low_level_stride=model.low_level_stride,
+        sync_batchnorm=model.sync_batchnorm,
+        decoder_convs=model.decoder_convs,
+        decoder_kernel_size=model.decoder_kernel_size,
+    )
+    return build_model(weights=model.weights, **arguments), build_model(**arguments)
+
+
+def checkpoint_path(model_dir: str, which: str) -> str:
+    """Path prefix of the latest or best checkpoint of a run.
+
+    Raises:
+      ModelError: the run has no such checkpoint.
+    """
+    import tensorflow as tf
+
+    folder = os.path.join(model_dir, BEST_FOLDER if which == "best" else LATEST_FOLDER)
+    path = tf.train.latest_checkpoint(folder)
+    if path is None:
+        raise ModelError(f"{folder}: no checkpoint")
+    return path
+
+
+def _load_keras_file(path: str):
+    import keras
+
+    import scl_tf.models  # noqa: F401  (registers the custom layers)
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a broken or foreign archive
+        raise ModelError(f"{path}: not a readable .keras model ({_first_line(error)})") from None
+
+
+def load_keras(source: str, checkpoint: str = "final", eval_weights: str | None = None):
+    """The segmentation model of a run or file: float RGB [B, H, W, 3] in [0, 255] -> logits.
+
+    Args:
+      source: a `.keras` file, or a model dir of scl_tf.train.
+      checkpoint: for a model dir: "final" (its model.keras, falling back to the latest
+        checkpoint while the run has not finished), "latest" or "best".
+      eval_weights: for a model dir: "ema" (the teacher) or "student"; None or the run's own
+        --eval_weights: the run's. The other one is read from a checkpoint (model.keras holds
+        only the run's own).
+
+    Returns:
+      `keras.Model`.
+
+    Raises:
+      ModelError: `source` is neither, lacks what was asked for, or is unreadable.
+    """
+    if os.path.isfile(source) and source.endswith(".keras"):
+        return _load_keras_file(source)
+    if not os.path.isdir(source):
+        raise ModelError(f"{source}: neither a .keras file nor a model dir")
+    info = read_info(source)
+    if eval_weights not in (None, *WEIGHTS):
+        raise ModelError(f"--eval_weights: expected one of {WEIGHTS}, got {eval_weights!r}")
+    eval_weights = eval_weights or info.eval_weights
+    final = os.path.join(source, EXPORT_NAME)
+    if checkpoint == "final" and os.path.isfile(final) and eval_weights == info.eval_weights:
+        return _load_keras_file(final)
+    import tensorflow as tf
+
+    student, teacher = build_networks(info.model, info.num_classes)
+    path = checkpoint_path(source, "best" if checkpoint == "best" else "latest")
+    try:
+        tf.train.Checkpoint(student=student, teacher=teacher).restore(path).expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise ModelError(f"{path}: unreadable checkpoint ({error})") from None
+    return teacher if eval_weights == "ema" else student
+
+
+def is_saved_model(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
+
+
+def saved_model_info(path: str):
+    """The ExportInfo that export/ stored with a SavedModel, or None for another SavedModel.
+
+    Raises:
+      ModelError: `path` is not a SavedModel, or its metadata is unreadable.
+    """
+    from scl_tf.export.metadata import ExportInfo
+
+    if not is_saved_model(path):
+        raise ModelError(f"{path}: not a SavedModel (no {SAVED_MODEL_FILE})")
+    info_path = os.path.join(path, SAVED_MODEL_INFO)
+    if not os.path.isfile(info_path):
+        return None
+    try:
+        with open(info_path) as source:
+            return ExportInfo.from_dict(json.load(source))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ModelError(f"{info_path}: unreadable scl_tf metadata ({error})") from None
+
+
+def load_saved_model(path: str):
+    """A SavedModel folder: (the object `tf.saved_model.load` returns, its ExportInfo or None).
+
+    Raises:
+      ModelError: not a SavedModel, or TensorFlow cannot load it.
+    """
+    import tensorflow as tf
+
+    info = saved_model_info(path)
+    try:
+        return tf.saved_model.load(path), info
+    except (tf.errors.OpError, ValueError, OSError) as error:
+        raise ModelError(f"{path}: TensorFlow cannot load this SavedModel ({error})") from None
+
+
+def onnx_session(model: str | bytes, options=None, flag: str = "--model"):
+    """An ONNX Runtime InferenceSession of an .onnx file (or its bytes) on `options`' provider.
+
+    Args:
+      options: `scl_tf.export.runtime.RuntimeOptions`; default: the CPU.
+      flag: the flag that named `model`, for error messages.
+
+    Raises:
+      ModelError: no such file, or ONNX Runtime cannot read the model.
+      scl_tf.export.runtime.ProviderError: the provider is unavailable or failed to start
+        (ONNX Runtime itself would fall back to the CPU silently).
+    """
+    import onnxruntime as ort
+
+    from scl_tf.export.runtime import ProviderError, RuntimeOptions, execution_providers
+
+    options = options or RuntimeOptions()
+    what = model if isinstance(model, str) else "the ONNX model"
+    if isinstance(model, str) and not os.path.isfile(model):
+        raise ModelError(f"{flag}: no such ONNX file: {model}")
+    providers = execution_providers(options, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(
+            model,
+            providers=[name for name, _ in providers],
+            provider_options=[opts for _, opts in providers],
+        )
+    except Exception as error:  # ORT raises its own types (InvalidProtobuf, Fail, ...)
+        raise ModelError(f"{what}: ONNX Runtime cannot load it ({_first_line(error)})") from None
+    if session.get_providers()[0] != providers[0][0]:
+        raise ProviderError(
+            f"--provider={options.provider}: {providers[0][0]} failed to start "
+            f"(session runs on {session.get_providers()}); see the "
+            "onnxruntime log above"
+        )
+    return session
