@@ -19,16 +19,14 @@ import os
 import platform
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 from scl_tf import (
-    config,  # noqa: E402
-    runs,  # noqa: E402
+    config,
+    runs,
 )
-from scl_tf import flags as flags_lib  # noqa: E402
-from scl_tf.export import bench, parity, runtime  # noqa: E402
+from scl_tf import flags as flags_lib
+from scl_tf.export import bench, parity, runtime
 
 FLAGS = flags.FLAGS
 

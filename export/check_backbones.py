@@ -28,16 +28,14 @@ import os
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tf2onnx
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tf2onnx  # noqa: E402
-
-from scl_tf import runs  # noqa: E402
-from scl_tf.data.datasets import list_images  # noqa: E402
-from scl_tf.export import convert, images, parity, serving  # noqa: E402
-from scl_tf.models import BACKBONES  # noqa: E402
+from scl_tf import runs
+from scl_tf.data.datasets import list_images
+from scl_tf.export import convert, images, parity, serving
+from scl_tf.models import BACKBONES
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMVID_MINI = os.path.join(REPO_ROOT, "data", "camvid_mini")

@@ -20,13 +20,11 @@ frames; the parity line is printed and the model is written only if it passes (f
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from scl_tf import config as config_lib  # noqa: E402
-from scl_tf import flags as flags_lib  # noqa: E402
-from scl_tf import runs  # noqa: E402
+from scl_tf import config as config_lib
+from scl_tf import flags as flags_lib
+from scl_tf import runs
 
 
 def main(argv):

@@ -10,15 +10,12 @@ serving_logits (float32) -> logits, labels (, label_ids), the graph export/to_on
 Class names, palette and conventions: OUTPUT/assets.extra/scl_tf.json.
 """
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from scl_tf import flags as flags_lib  # noqa: E402
-from scl_tf import runs  # noqa: E402
+from scl_tf import flags as flags_lib
+from scl_tf import runs
 
 FLAGS = flags.FLAGS
 

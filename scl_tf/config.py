@@ -49,6 +49,28 @@ class DataConfig:
     labeled_list: str | None = None
     split_seed: int = 0
 
+    def _check_folder_classes(self) -> None:
+        """--num_classes, --class_names, --id_mapping and --ignore_value agree."""
+        if self.num_classes < 1:
+            raise ConfigError(f"--num_classes: must be >= 1, got {self.num_classes}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ConfigError(
+                f"--class_names: {len(self.class_names)} names for --num_classes={self.num_classes}"
+            )
+        if not 0 <= self.ignore_value <= 255:
+            raise ConfigError(f"--ignore_value: must be in 0..255, got {self.ignore_value}")
+        for value, train_id in self.id_mapping:
+            if not 0 <= value <= 255:
+                raise ConfigError(
+                    f"--id_mapping: stored value {value} is not in 0..255 (masks are 8-bit)"
+                )
+            if not (0 <= train_id < self.num_classes or train_id == 255):
+                raise ConfigError(
+                    f"--id_mapping: {value}:{train_id} maps to class {train_id}, but "
+                    f"--num_classes={self.num_classes} has classes 0..{self.num_classes - 1} "
+                    "(and 255 = ignore)"
+                )
+
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ConfigError(f"--dataset: expected one of {DATASETS}, got {self.dataset!r}")
@@ -56,6 +78,7 @@ class DataConfig:
             for name in ("image_dir", "mask_dir", "num_classes"):
                 if getattr(self, name) is None:
                     raise ConfigError(f"--{name}: required with --dataset=folder")
+            self._check_folder_classes()
             _require_dir("image_dir", self.image_dir)
             _require_dir("mask_dir", self.mask_dir)
             if (self.val_image_dir is None) != (self.val_mask_dir is None):

@@ -19,16 +19,14 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from scl_tf import config as config_lib  # noqa: E402
-from scl_tf import flags as flags_lib  # noqa: E402
-from scl_tf import runs  # noqa: E402
-from scl_tf.data import datasets  # noqa: E402
-from scl_tf.data.datasets import DatasetError  # noqa: E402
-from scl_tf.eval import predictors, scoring  # noqa: E402
+from scl_tf import config as config_lib
+from scl_tf import flags as flags_lib
+from scl_tf import runs
+from scl_tf.data import datasets
+from scl_tf.data.datasets import DatasetError
+from scl_tf.eval import predictors, scoring
 
 FLAGS = flags.FLAGS
 

@@ -21,18 +21,16 @@ import glob
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from scl_tf import config as config_lib  # noqa: E402
-from scl_tf import flags as flags_lib  # noqa: E402
-from scl_tf import runs  # noqa: E402
-from scl_tf.data import labels as labels_lib  # noqa: E402
-from scl_tf.data.datasets import list_images  # noqa: E402
-from scl_tf.data.labels import LabelSpec  # noqa: E402
-from scl_tf.eval import inference, overlay, predictors  # noqa: E402
-from scl_tf.export import images  # noqa: E402
+from scl_tf import config as config_lib
+from scl_tf import flags as flags_lib
+from scl_tf import runs
+from scl_tf.data import labels as labels_lib
+from scl_tf.data.datasets import list_images
+from scl_tf.data.labels import LabelSpec
+from scl_tf.eval import inference, overlay, predictors
+from scl_tf.export import images
 
 FLAGS = flags.FLAGS
 

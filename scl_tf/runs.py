@@ -25,7 +25,7 @@ import dataclasses
 import json
 import os
 
-from scl_tf.config import WEIGHTS, Config, ModelConfig
+from scl_tf.config import WEIGHTS, Config, ConfigError, ModelConfig
 
 CONFIG_NAME = "config.json"
 EXPORT_NAME = "model.keras"
@@ -67,6 +67,46 @@ def write_config(config: Config, num_classes: int, class_names) -> None:
     }
     with open(os.path.join(config.model_dir, CONFIG_NAME), "w") as out:
         json.dump(record, out, indent=2)
+
+
+# What a checkpoint's variables depend on: a resumed run must not change these.
+ARCHITECTURE_FLAGS = (
+    "backbone",
+    "output_stride",
+    "low_level_stride",
+    "decoder_convs",
+    "decoder_kernel_size",
+)
+
+
+def check_resumable(model_dir: str, config: Config, num_classes: int) -> None:
+    """Refuses to resume a run whose checkpoints hold another architecture.
+
+    Args:
+      model_dir: the run's folder; nothing to check if it holds no config.json yet.
+      config, num_classes: the run about to start (num_classes from its dataset).
+
+    Raises:
+      ConfigError: naming the first flag that differs from the run's config.json.
+    """
+    if not is_run_dir(model_dir):
+        return
+    try:
+        info = read_info(model_dir)
+    except ModelError as error:
+        raise ConfigError(f"--model_dir: {error}") from None
+    for name in ARCHITECTURE_FLAGS:
+        old, new = getattr(info.model, name), getattr(config.model, name)
+        if old != new:
+            raise ConfigError(
+                f"--{name}={new}: {model_dir} holds a run with --{name}={old}; resume it "
+                "with its own architecture, or train in a new --model_dir"
+            )
+    if info.num_classes != num_classes:
+        raise ConfigError(
+            f"--dataset: {model_dir} holds a run of {info.num_classes} classes, this dataset "
+            f"has {num_classes}; train in a new --model_dir"
+        )
 
 
 def is_run_dir(source: str) -> bool:
@@ -147,6 +187,32 @@ def checkpoint_path(model_dir: str, which: str) -> str:
     if path is None:
         raise ModelError(f"{folder}: no checkpoint")
     return path
+
+
+def save_keras(model, path: str) -> None:
+    """Saves `model` as a `.keras` file that loads anywhere, atomically.
+
+    Synchronized BatchNormalization is a training setting of a tf.distribute run; the file
+    holds plain BatchNormalization (same weights and inference), which the JAX backend loads.
+    """
+    import keras
+
+    synchronized = [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.synchronized
+    ]
+    temporary = f"{path}.{os.getpid()}.tmp.keras"
+    for layer in synchronized:
+        layer.synchronized = False
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        for layer in synchronized:
+            layer.synchronized = True
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def _load_keras_file(path: str):

@@ -8,20 +8,18 @@ the val split, and exports the evaluation weights to MODEL_DIR/model.keras.
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from scl_tf import config as config_lib  # noqa: E402
-from scl_tf import flags as flags_lib  # noqa: E402
-from scl_tf.data.datasets import DatasetError  # noqa: E402
+from scl_tf import config as config_lib
+from scl_tf import flags as flags_lib
+from scl_tf.data.datasets import DatasetError
 
 
 def main(argv):
-    del argv
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown the bar
     from scl_tf.models.imagenet import ImageNetWeightsError
     from scl_tf.training.loop import TrainingError, train
@@ -37,7 +35,10 @@ def main(argv):
             "again to resume"
         )
     if result.val_miou is not None:
-        print(f"Done: {result.step} steps, val mIoU {100 * result.val_miou:.2f}")
+        print(
+            f"Done: {result.step} steps ({result.updates} updates in this process), "
+            f"val mIoU {100 * result.val_miou:.2f}"
+        )
 
 
 def run():

@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet TensorFlow, a private user cache, paths to the bundled sample,
+"""Shared test set-up: a private user cache, paths to the bundled sample,
 command-line scripts as modules."""
 
 import importlib.util
@@ -7,7 +7,6 @@ import pathlib
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The user cache (converted ImageNet weights, class-uniform indexes) of this test session and its
 # subprocesses: never the developer's own ~/.cache/scl_tf.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="scl_tf_test_cache_")
@@ -16,6 +15,13 @@ import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CAMVID_MINI = REPO_ROOT / "data" / "camvid_mini"
+
+
+@pytest.fixture(scope="session")
+def user_env() -> dict:
+    """The environment of a user's shell for a command run as a subprocess: without the
+    TF_CPP_MIN_LOG_LEVEL that importing TensorFlow in this process set (scl_tf decides)."""
+    return {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
 
 
 @pytest.fixture(scope="session")

@@ -203,4 +203,6 @@ def test_crop_larger_than_the_scaled_images_stops_before_training(parse):
     files = pipeline.train_files(config.data)
     with pytest.raises(config_lib.ConfigError, match=r"--crop_size=800x800 .*\(360x480\)"):
         check_crop_fits(files, config)
-    check_crop_fits(files, parse("--flagfile=configs/demo.flags", "--crop_size=720x960"))
+    check_crop_fits(
+        files, parse("--flagfile=configs/demo.flags", "--crop_size=720x960", "--scale_max=2.0")
+    )

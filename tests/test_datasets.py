@@ -133,7 +133,8 @@ def test_folder_dataset_requires_its_flags(tmp_path):
 
 def test_labeled_fraction_is_deterministic_and_written(camvid_mini_dir, tmp_path):
     config = DataConfig("camvid", str(camvid_mini_dir), labeled_fraction=0.25, split_seed=3)
-    files = pipeline.train_files(config, model_dir=str(tmp_path))
+    files = pipeline.train_files(config)
+    splits.write_labeled_list(str(tmp_path), files.labeled, files.root)
     again = pipeline.train_files(config)
     other = pipeline.train_files(
         DataConfig("camvid", str(camvid_mini_dir), labeled_fraction=0.25, split_seed=4)

@@ -26,7 +26,8 @@ from scl_tf.data.labels import LabelSpec
 REQUIRED_SPLITS = ("train", "val")
 
 
-def _decode(path: str) -> tuple[np.ndarray | None, str | None]:
+def decode_file(path: str) -> tuple[np.ndarray | None, str | None]:
+    """An image file decoded in full: (the array, None), or (None, the problem naming it)."""
     try:
         with Image.open(path) as image:
             return np.asarray(image), None
@@ -38,7 +39,7 @@ def scan_sample(sample: Sample, spec: LabelSpec) -> tuple[list[str], np.ndarray]
     """Decodes one image (and label); returns (problems, int64 [C + 1] pixel counts per train
     id, the last entry counting ignored pixels)."""
     counts = np.zeros(spec.num_classes + 1, np.int64)
-    image, problem = _decode(sample.image)
+    image, problem = decode_file(sample.image)
     problems = [problem] if problem else []
     if sample.label is None:
         return problems, counts
@@ -77,7 +78,7 @@ def find_unreadable(paths: list[str]) -> list[str]:
     """The paths among `paths` that do not decode (for naming the file behind a decode error
     raised inside tf.data)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        return [problem for _, problem in pool.map(_decode, paths) if problem]
+        return [problem for _, problem in pool.map(decode_file, paths) if problem]
 
 
 def _report(config: config_lib.DataConfig) -> list[str]:

@@ -41,9 +41,12 @@ class Sample:
 
 
 def raise_problems(problems: list[str], what: str) -> None:
-    """Raises one DatasetError listing `problems` (at most MAX_LISTED_PROBLEMS), if any."""
+    """Raises one DatasetError listing `problems` (at most MAX_LISTED_PROBLEMS), if any: one line
+    for one problem, one line per problem for several."""
     if not problems:
         return
+    if len(problems) == 1:
+        raise DatasetError(f"{what}: {problems[0]}")
     shown = "\n  ".join(problems[:MAX_LISTED_PROBLEMS])
     more = len(problems) - MAX_LISTED_PROBLEMS
     tail = f"\n  ... and {more} more" if more > 0 else ""

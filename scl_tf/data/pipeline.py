@@ -50,9 +50,10 @@ def data_root(config: DataConfig) -> str:
     return config.image_dir if config.dataset == "folder" else config.data_dir
 
 
-def train_files(config: DataConfig, model_dir: str | None = None) -> TrainFiles:
-    """Finds and header-checks the train split, chooses the labeled subset (writing its list
-    to `model_dir`), and gathers the unlabeled pool: the rest of train plus extra images."""
+def train_files(config: DataConfig) -> TrainFiles:
+    """Finds and header-checks the train split, chooses the labeled subset, and gathers the
+    unlabeled pool: the rest of train plus extra images (`splits.write_labeled_list` records
+    the choice in a run's model dir)."""
     spec = datasets.label_spec(config)
     root = data_root(config)
     train = datasets.find_pairs(config, "train")
@@ -60,8 +61,6 @@ def train_files(config: DataConfig, model_dir: str | None = None) -> TrainFiles:
     labeled, rest = splits.choose_labeled(train, config, root)
     extra = datasets.find_extra_unlabeled(config)
     datasets.check_headers([Sample(path) for path in extra], "unlabeled images")
-    if model_dir is not None:
-        splits.write_labeled_list(model_dir, labeled, root)
     return TrainFiles(spec, root, labeled, [sample.image for sample in rest] + extra)
 
 

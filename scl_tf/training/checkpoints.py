@@ -59,6 +59,11 @@ class RunCheckpoints:
         self.checkpoint.restore(path).assert_existing_objects_matched()
         return True
 
+    def saved_step(self) -> int | None:
+        """The step of the latest saved checkpoint, None before the first save."""
+        path = self.latest.latest_checkpoint
+        return None if path is None else int(path.rsplit("-", 1)[1])
+
     def save(self) -> str:
         """Saves the current state as the latest checkpoint; returns its path."""
         return self.latest.save(checkpoint_number=self.step)

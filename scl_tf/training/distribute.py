@@ -7,11 +7,16 @@ import os
 
 import tensorflow as tf
 
+from scl_tf.config import ConfigError
+
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
 def _workers_in_tf_config() -> int:
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    except ValueError as error:
+        raise ConfigError(f"TF_CONFIG: not JSON ({error})") from None
     cluster = config.get("cluster", {})
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
@@ -21,9 +26,12 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
 
     auto: multi_worker when TF_CONFIG names several workers, mirrored when several GPUs are
     visible, else default (one device). multi_worker reads the cluster from TF_CONFIG.
+
+    Raises:
+      ConfigError: an unknown name, or multi_worker without a cluster in TF_CONFIG.
     """
     if name not in STRATEGIES:
-        raise ValueError(f"--strategy: expected one of {STRATEGIES}, got {name!r}")
+        raise ConfigError(f"--strategy: expected one of {STRATEGIES}, got {name!r}")
     if name == "auto":
         if _workers_in_tf_config() > 1:
             name = "multi_worker"
@@ -33,7 +41,10 @@ def select_strategy(name: str) -> tf.distribute.Strategy:
             name = "default"
     if name == "multi_worker":
         if _workers_in_tf_config() < 1:
-            raise ValueError("--strategy=multi_worker: TF_CONFIG names no cluster")
+            raise ConfigError(
+                "--strategy=multi_worker: the TF_CONFIG environment variable names no cluster "
+                '(set it to {"cluster": {"worker": [...]}, "task": {...}} on every worker)'
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import signal
 
 import keras
@@ -19,7 +20,7 @@ import tensorflow as tf
 
 from scl_tf import runs
 from scl_tf.config import Config, ConfigError
-from scl_tf.data import datasets, pipeline
+from scl_tf.data import class_uniform, datasets, pipeline, preflight, splits
 from scl_tf.eval import metrics
 from scl_tf.training import summaries
 from scl_tf.training.checkpoints import RunCheckpoints
@@ -30,7 +31,8 @@ from scl_tf.training.validation import validate
 
 
 class TrainingError(RuntimeError):
-    """The run cannot go on (a non-finite loss); the message names the step and term."""
+    """The run cannot go on (a non-finite loss, skipped updates, a file gone bad); the one-line
+    message names the step and the term or file."""
 
 
 @dataclasses.dataclass
@@ -44,6 +46,7 @@ class RunResult:
     last_logs: dict
     val_miou: float | None
     export_path: str | None
+    updates: int  # optimizer updates made by this process (float16 loss scaling may skip)
 
 
 def total_steps(config: Config, num_labeled: int, num_replicas: int) -> int:
@@ -106,19 +109,73 @@ class _StopRequest:
             signal.signal(number, handler)
 
 
-def _check_finite(logs: dict, step: int) -> None:
-    for term in LOSS_TERMS:
-        if not np.isfinite(logs[term]):
-            raise TrainingError(
-                f"step {step}: {term} is {logs[term]}; stopping. The last good "
-                "checkpoint is kept in the model dir."
-            )
+# Loss scaling halves its scale at every skipped step: 20 in a row take it from 2**15 to 2**-5,
+# where overflow is no longer what stops the updates (float16 does not work for this model here).
+MAX_SKIPPED_STEPS = 20
+# Checked first: a bad term makes the total bad too, and the message should name the culprit.
+_TERMS_FIRST = (*(term for term in LOSS_TERMS if term != "loss"), "loss")
+
+
+def first_non_finite(logs: dict) -> str | None:
+    """The loss term that is NaN or infinite (a part of the loss before the total), or None."""
+    return next((term for term in _TERMS_FIRST if not np.isfinite(logs[term])), None)
+
+
+def _kept_checkpoint(checkpoints: RunCheckpoints) -> str:
+    saved = checkpoints.saved_step()
+    if saved is None:
+        return "no checkpoint was saved yet"
+    return f"the checkpoint of step {saved} is kept in the model dir"
+
+
+class _Progress(keras.utils.Progbar):
+    """A progress bar over the run's steps (a resumed run at 11/30, not 1/20) whose time
+    estimate counts only the steps of this process."""
+
+    def __init__(self, start: int, steps: int, **kwargs):
+        super().__init__(steps, **kwargs)
+        self._first = start
+
+    def _estimate_step_duration(self, current, now):
+        return super()._estimate_step_duration(current - self._first, now)
+
+
+def _files_of(files: pipeline.TrainFiles, val_samples) -> list[str]:
+    return [
+        path for sample in (*files.labeled, *val_samples) for path in (sample.image, sample.label)
+    ] + list(files.unlabeled)
+
+
+def _bad_file_message(error: tf.errors.OpError, paths: list[str]) -> str:
+    """One line naming the file behind a decode error raised inside tf.data: the path the
+    error names (scl_tf.data's checks put it there), else the first file that does not decode
+    now (TensorFlow's own decoders name none)."""
+    from scl_tf.data import check
+
+    first_line = error.message.strip().splitlines()[0]
+    # tf.debugging.Assert's message: "... assertion failed: [part] [part] ...".
+    _, asserted, parts = first_line.partition("assertion failed:")
+    if asserted:
+        first_line = " ".join(re.findall(r"\[(.*?)\]", parts))
+    if any(path in first_line for path in paths):
+        return first_line
+    unreadable = check.find_unreadable(paths)
+    return unreadable[0] if unreadable else first_line
 
 
 def train(
     config: Config, strategy: tf.distribute.Strategy | None = None, verbose: bool = True
 ) -> RunResult:
-    """Trains (or resumes) the run described by `config`; see the module docstring."""
+    """Trains (or resumes) the run described by `config`; see the module docstring.
+
+    Everything that can be refused is checked before the model dir is touched: flags, the
+    data (every file decoded, `scl_tf.data.preflight`), an existing run's architecture, the
+    weights to start from. A run that fails there writes nothing.
+
+    Raises:
+      ConfigError, DatasetError, TrainingError, ImageNetWeightsError: one line each (several
+        lines only for several bad files).
+    """
     train_config, model_dir = config.train, config.model_dir
     strategy = strategy or select_strategy(train_config.strategy)
     chief = is_chief(strategy)
@@ -126,7 +183,7 @@ def train(
     keras.utils.set_random_seed(config.pipeline.seed)
 
     step_config = StepConfig.from_config(config)
-    files = pipeline.train_files(config.data, model_dir if chief else None)
+    files = pipeline.train_files(config.data)
     if step_config.semi_supervised and not files.unlabeled:
         raise ConfigError(
             "--lambda_c/--lambda_sc: semi-supervised training needs unlabeled "
@@ -137,10 +194,17 @@ def train(
     if train_config.eval_images:
         val_samples = val_samples[: train_config.eval_images]
     spec = files.spec
+    runs.check_resumable(model_dir, config, spec.num_classes)
+    preflight.preflight(
+        files.labeled,
+        files.unlabeled,
+        val_samples,
+        spec,
+        class_uniform.cache_dirs(files.root),
+        verbose=verbose and chief,
+    )
     replicas = strategy.num_replicas_in_sync
     steps = total_steps(config, len(files.labeled), replicas)
-    if chief:
-        runs.write_config(config, spec.num_classes, spec.class_names)
 
     with strategy.scope():
         student, teacher = runs.build_networks(config.model, spec.num_classes)
@@ -160,7 +224,14 @@ def train(
     if not checkpoints.restore():
         model.copy_student_to_teacher()
     start = int(checkpoints.step.numpy())
+    updates_at_start = int(optimizer.iterations)
     eval_model = teacher if train_config.eval_weights == "ema" else student
+    # Everything checked: from here on the run writes into its model dir.
+    log_dir = os.path.join(model_dir, "logs")
+    if chief:
+        runs.write_config(config, spec.num_classes, spec.class_names)
+        splits.write_labeled_list(model_dir, files.labeled, files.root)
+        summaries.drop_events_after(log_dir, start)  # steps a killed run logged past its save
 
     stream = strategy.distribute_datasets_from_function(
         lambda context: pipeline.train_dataset(
@@ -184,9 +255,10 @@ def train(
             for name, value in shares.items()
         }
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs")) if chief else None
-    progress = keras.utils.Progbar(
-        max(steps - start, 1),
+    writer = tf.summary.create_file_writer(log_dir) if chief else None
+    progress = _Progress(
+        start,
+        max(steps, 1),
         verbose=1 if verbose else 0,
         stateful_metrics=["lr", *LOSS_TERMS, "accuracy"],
     )
@@ -196,21 +268,48 @@ def train(
             f"{len(files.unlabeled)} unlabeled images, {replicas} replica(s), "
             f"model dir {model_dir}"
         )
-    logs, val_miou, stopped = {}, None, False
+
+    def stop(message: str) -> TrainingError:
+        if verbose:
+            print()  # end the progress bar's line
+        return TrainingError(message)
+
+    logs, val_miou, stopped, skipped = {}, None, False, 0
     iterator = iter(stream)
-    with _StopRequest() as stop:
+    with _StopRequest() as stop_request:
         step = start
         while step < steps:
-            batch = next(iterator)
+            try:
+                batch = next(iterator)
+            except tf.errors.OpError as error:  # a file that went bad since the preflight
+                checkpoints.save()
+                raise stop(
+                    f"step {step + 1}: {_bad_file_message(error, _files_of(files, val_samples))}"
+                    f"; saved a checkpoint at step {step}: fix the file and run the same "
+                    "command again to resume"
+                ) from None
             learning_rate = float(optimizer.learning_rate)  # the rate this step uses
+            updates_before = int(optimizer.iterations)
             raw = distributed_step(batch)
             step += 1
             logs = {name: float(value) for name, value in raw.items()}
             logs["accuracy"] = logs.pop("correct") / max(logs.pop("scored"), 1.0)
             logs["lr"] = learning_rate
-            _check_finite(logs, step)
+            bad_term = first_non_finite(logs)
+            if bad_term is not None:
+                raise stop(
+                    f"step {step}: {bad_term} is {logs[bad_term]}; stopping, "
+                    f"{_kept_checkpoint(checkpoints)}"
+                )
+            skipped = skipped + 1 if int(optimizer.iterations) == updates_before else 0
+            if skipped >= MAX_SKIPPED_STEPS:
+                raise stop(
+                    f"step {step}: float16 loss scaling skipped the last {skipped} updates "
+                    f"(non-finite gradients down to loss scale {float(optimizer.scale):g}); "
+                    f"use --mixed_precision=bfloat16 or none; {_kept_checkpoint(checkpoints)}"
+                )
             checkpoints.step.assign(step)
-            progress.update(step - start, list(logs.items()))
+            progress.update(step, list(logs.items()))
             if writer is not None and step % train_config.log_every == 0:
                 summaries.write_scalars(writer, step, logs)
             if (
@@ -228,20 +327,29 @@ def train(
                 val_miou = _validate_and_keep_best(
                     eval_model, val_samples, spec, checkpoints, writer, step, verbose and chief
                 )
-            if stop.signal_name is not None:
+            if stop_request.signal_name is not None:
                 checkpoints.save()
                 stopped = True
                 if verbose:
-                    print(f"\n{stop.signal_name}: saved a checkpoint at step {step}; stopping.")
+                    print(
+                        f"\n{stop_request.signal_name}: saved a checkpoint at step {step}; "
+                        "stopping."
+                    )
                 break
+    updates = int(optimizer.iterations) - updates_at_start
+    if step > start and updates == 0:
+        raise stop(
+            f"no update was made in steps {start + 1}..{step}: float16 loss scaling skipped "
+            "every one; use --mixed_precision=bfloat16 or none"
+        )
     export_path = None
     if not stopped and chief:
         export_path = os.path.join(model_dir, runs.EXPORT_NAME)
-        eval_model.save(export_path)
+        runs.save_keras(eval_model, export_path)
         if verbose:
             print(f"Exported the {train_config.eval_weights} weights to {export_path}")
     checkpoints.close()
-    return RunResult(model, step, steps, stopped, logs, val_miou, export_path)
+    return RunResult(model, step, steps, stopped, logs, val_miou, export_path, updates)
 
 
 def _validate_and_keep_best(

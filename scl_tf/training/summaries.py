@@ -81,3 +81,22 @@ def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
             for value in event.summary.value:
                 latest.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     return {tag: sorted(values.items()) for tag, values in latest.items()}
+
+
+def drop_events_after(log_dir: str, step: int) -> None:
+    """Removes the events of steps after `step` from the event files in `log_dir`.
+
+    A run killed after its last checkpoint logged steps that its resumed run logs again; kept,
+    TensorBoard would show both. Files without such events are left untouched; the others
+    are rewritten whole (a new file, then renamed over the old one).
+    """
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+        kept = [raw for raw in records if tf.compat.v1.Event.FromString(raw).step <= step]
+        if len(kept) == len(records):
+            continue
+        temporary = path + ".tmp"
+        with tf.io.TFRecordWriter(temporary) as out:
+            for raw in kept:
+                out.write(raw)
+        os.replace(temporary, path)
