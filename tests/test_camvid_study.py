@@ -171,6 +171,7 @@ def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(runner, study, tmp_
     assert path.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_tiny_study_runs_resumes_and_writes_results(camvid_mini_dir, tmp_path):
     labeled = tmp_path / "labeled.txt"
     labeled.write_text("train/0001TP_006690.png\ntrain/0001TP_007050.png\n")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from scl_tf.config import DataConfig
@@ -20,6 +21,7 @@ def run_check(*flags):
     )
 
 
+@pytest.mark.slow
 def test_clean_dataset_passes_with_counts_and_shares(camvid_mini_dir):
     result = run_check("--dataset=camvid", f"--data_dir={camvid_mini_dir}")
     assert result.returncode == 0, result.stderr
@@ -28,6 +30,7 @@ def test_clean_dataset_passes_with_counts_and_shares(camvid_mini_dir):
     assert "No problems found." in result.stdout
 
 
+@pytest.mark.slow
 def test_every_problem_is_listed(camvid_mini_dir, tmp_path):
     root = tmp_path / "camvid"
     shutil.copytree(camvid_mini_dir, root)
@@ -49,6 +52,7 @@ def test_every_problem_is_listed(camvid_mini_dir, tmp_path):
     assert "image without label" in out
 
 
+@pytest.mark.slow
 def test_bad_flag_is_reported():
     result = run_check("--dataset=camvid", "--data_dir=/no/such/place")
     assert result.returncode != 0 and "--data_dir: no such folder" in result.stderr

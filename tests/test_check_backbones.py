@@ -12,6 +12,7 @@ def check_backbones(import_script):
     return import_script("check_backbones", folder="export")
 
 
+@pytest.mark.slow
 def test_trained_run_is_checked_in_both_precisions(check_backbones, write_small_run, tmp_path):
     write_small_run(str(tmp_path / "runs" / "mobilenetv2"))
     cases = [parity.ParityCase("random", parity.random_images(1, (48, 64), seed=0))]
@@ -30,6 +31,7 @@ def test_trained_run_is_checked_in_both_precisions(check_backbones, write_small_
     assert [case["name"] for case in fp16["cases"]] == ["random"]
 
 
+@pytest.mark.slow
 def test_a_run_of_another_backbone_is_named(check_backbones, write_small_run, tmp_path):
     write_small_run(str(tmp_path / "resnet50"))
     with pytest.raises(SystemExit, match="trained a mobilenetv2, not a resnet50"):

@@ -97,6 +97,7 @@ def test_undefined_label_value_names_the_file(tmp_path):
         class_uniform.build_index(paths, labels.camvid(), 16, [str(tmp_path / "c")], verbose=False)
 
 
+@pytest.mark.slow
 def test_sampler_draws_classes_uniformly(tmp_path):
     paths = write_labels(tmp_path / "labels")
     # Class 7 only in one pixel of one image: it must still be drawn ~1/11 of the time.

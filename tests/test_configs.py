@@ -44,6 +44,7 @@ def run_python(code):
     return result.stdout
 
 
+@pytest.mark.slow
 def test_importing_the_library_defines_no_flag():
     # TensorFlow and absl define flags of their own on import; the library adds none.
     output = run_python(
@@ -56,6 +57,7 @@ def test_importing_the_library_defines_no_flag():
     assert output.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_train_help_lists_the_training_flags_only():
     result = subprocess.run(
         [sys.executable, "-m", "scl_tf.train", "--helpfull"],

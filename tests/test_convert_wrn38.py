@@ -91,6 +91,7 @@ def nvidia_state_dict():
     return random_state_dict(reference_shapes("nvidia"), prefix="module.")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file_format", ["npz", "pth.tar"])
 def test_converts_nvidia_checkpoint_into_build_model(
     converter, nvidia_state_dict, file_format, tmp_path, capsys
@@ -127,6 +128,7 @@ def test_converts_nvidia_checkpoint_into_build_model(
     assert checked == len(backbone.weights)
 
 
+@pytest.mark.slow
 def test_reports_every_unmatched_unset_and_misshaped_tensor(converter, nvidia_state_dict):
     state_dict = dict(nvidia_state_dict)
     del state_dict["module.mod3.block2.convs.conv1.weight"]

@@ -46,6 +46,7 @@ def test_context_makes_cutmix_cost_consistency(script, crops):
     assert images.shape == (4, 48, 64, 3) and labels.shape == (4, 48, 64)
 
 
+@pytest.mark.slow
 def test_frames_spread_over_the_split_and_bad_crops_are_named(script, camvid_mini_dir, tmp_path):
     images, labels = script.load_frames("camvid", str(camvid_mini_dir), "val", 3)
     assert len(images) == len(labels) == 3 and images[0].shape[:2] == labels[0].shape

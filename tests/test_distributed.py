@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 HERE = pathlib.Path(__file__).parent
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_one_device_step():
     result = subprocess.run(
         [sys.executable, str(HERE / "distributed_check.py")],

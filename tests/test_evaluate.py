@@ -107,6 +107,7 @@ def write_random_label_ids(root, folder):
         Image.fromarray(guess.astype(np.uint8)).save(folder / name)
 
 
+@pytest.mark.slow
 def test_scores_equal_cityscapesscripts(tree, tmp_path):
     spec = labels_lib.cityscapes()
     samples = val_samples(tree)
@@ -215,6 +216,7 @@ def test_model_dir_alone_finds_its_dataset_and_gets_the_json(tree, tmp_path):
     assert evaluation.num_images == 4 and evaluation.confusion.sum() > 0
 
 
+@pytest.mark.slow
 def test_command_line_writes_table_and_json(tree):
     result = subprocess.run(
         [

@@ -77,6 +77,7 @@ def onnx_cli(saved_model, tmp_path_factory):
 # --- SavedModel ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_saved_model_serves_float_and_uint8_of_any_size(keras_model, tf_model):
     images = parity.random_images(2, (45, 61), seed=3)
     logits = keras_model(images).numpy()
@@ -95,12 +96,14 @@ def test_saved_model_serves_float_and_uint8_of_any_size(keras_model, tf_model):
     np.testing.assert_allclose(outputs["logits"].numpy(), logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_saved_model_metadata_round_trips(tf_model, cityscapes_info):
     assert tf_model.info == serving.served_info(cityscapes_info)
     assert tf_model.info.outputs == ("probabilities", "labels", "label_ids")
     assert tf_model.info.palette[0] == (128, 64, 128)  # Cityscapes road
 
 
+@pytest.mark.slow
 def test_model_dir_source_gives_the_exported_teacher(write_small_run, tmp_path):
     model_dir = str(tmp_path / "run")
     model = write_small_run(model_dir)
@@ -120,6 +123,7 @@ def test_source_that_is_no_model_is_named(path):
         serving.load_source(path)
 
 
+@pytest.mark.slow
 def test_source_info_without_loading(saved_model, cityscapes_info):
     assert serving.source_info(saved_model) == serving.served_info(cityscapes_info)
 
@@ -132,6 +136,7 @@ def test_missing_model_dir_is_named():
 # --- ONNX ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_to_onnx_fp32_matches_tensorflow_on_random_and_real_frames(onnx_cli):
     path, stdout = onnx_cli
     assert "parity fp32 vs TensorFlow on 3 inputs" in stdout
@@ -151,6 +156,7 @@ def test_to_onnx_fp32_matches_tensorflow_on_random_and_real_frames(onnx_cli):
     )
 
 
+@pytest.mark.slow
 def test_onnx_metadata_round_trips(onnx_cli, tf_model):
     path = onnx_cli[0]
     session = runs.onnx_session(path)
@@ -162,6 +168,7 @@ def test_onnx_metadata_round_trips(onnx_cli, tf_model):
     assert runtime.static_input_size(session) is None
 
 
+@pytest.mark.slow
 def test_onnx_fp16_static_size_agrees_and_rejects_other_sizes(tf_model):
     cases = parity.parity_cases((64, 96), [FRAME])
     model, report = convert.export_onnx(
@@ -189,6 +196,7 @@ def test_onnx_fp16_static_size_agrees_and_rejects_other_sizes(tf_model):
         runtime.check_input_size(session, (64, 128), "--size", "fp16.onnx")
 
 
+@pytest.mark.slow
 def test_bound_runner_on_cpu_matches_plain_run(onnx_cli):
     session = runs.onnx_session(onnx_cli[0])
     images = parity.random_images(1, (40, 56), seed=5)
@@ -199,6 +207,7 @@ def test_bound_runner_on_cpu_matches_plain_run(onnx_cli):
         np.testing.assert_array_equal(bound[name], plain[name])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "text, error",
     [
@@ -226,12 +235,14 @@ def test_input_size_parses():
     assert parse_input_size("256") == (256, 256)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opset", [12, 19])
 def test_opset_out_of_range_is_named(opset, saved_model, tmp_path):
     with pytest.raises(ConfigError, match="--opset: must be in 13..18"):
         ExportConfig(saved_model, str(tmp_path / "m.onnx"), opset=opset)
 
 
+@pytest.mark.slow
 def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
     overlay = str(tmp_path / "overlay.png")
     result = run_script(
@@ -247,6 +258,7 @@ def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
 # --- benchmark CLI ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_benchmark_cli_times_onnxruntime(onnx_cli, tmp_path):
     output = str(tmp_path / "bench.json")
     result = run_script(
@@ -266,6 +278,7 @@ def test_benchmark_cli_times_onnxruntime(onnx_cli, tmp_path):
     assert record["onnxruntime"]["iters"] == 3 and "tensorflow" not in record
 
 
+@pytest.mark.slow
 def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
     images = parity.random_images(2, (64, 96), seed=0)
     calls = {
@@ -279,6 +292,7 @@ def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
     assert bench.summarize(times["tensorflow"], batch=2).images_per_s > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, error",
     [
@@ -293,6 +307,7 @@ def test_benchmark_cli_names_bad_input(args, error):
     assert result.returncode == 1 and error in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_imagenet_lite0_exports_with_parity(tmp_path):
     """EfficientNet-Lite0 (ImageNet backbone: real activations) through SavedModel and ONNX."""
     keras.utils.set_random_seed(0)

@@ -84,6 +84,7 @@ def test_the_wheel_file_reads_without_pytorch(lite0_state_dict):
     assert lite0_state_dict["_fc.weight"].shape == (1000, 1280)
 
 
+@pytest.mark.slow
 def test_converted_classifier_recognises_coffee_cat_and_rocket(classifier):
     top, probabilities = top_classes(classifier, skimage.data.coffee(), 1)
     assert top[0] in (ESPRESSO, CUP) and probabilities[0] > 0.9
@@ -93,6 +94,7 @@ def test_converted_classifier_recognises_coffee_cat_and_rocket(classifier):
     assert set(top) == {MISSILE, PROJECTILE}
 
 
+@pytest.mark.slow
 def test_segmentation_backbone_holds_exactly_the_converted_weights(
     lite0_state_dict, lite0_file, monkeypatch
 ):
@@ -117,6 +119,7 @@ def test_segmentation_backbone_holds_exactly_the_converted_weights(
     assert checked == 296 - 49 - 7
 
 
+@pytest.mark.slow
 def test_dilated_backbone_computes_the_undilated_features_at_output_stride_32(
     classifier, lite0_file, monkeypatch
 ):
@@ -210,6 +213,7 @@ def write_keras_applications_file(path):
     return reference
 
 
+@pytest.mark.slow
 def test_keras_applications_weights_come_from_keras_cache(tmp_path, monkeypatch):
     _, name, _ = imagenet.KERAS_APPLICATIONS_FILES["mobilenetv2"]
     reference = write_keras_applications_file(str(tmp_path / "models" / name))

@@ -223,6 +223,7 @@ def test_exact_matches_dense_reference(data):
     np.testing.assert_allclose(float(loss), reference_scl(student, teacher, masks), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_exact_compiles_with_xla_and_in_a_graph(data):
     student, teacher, masks = data
     expected = reference_scl(student, teacher, masks)
@@ -276,6 +277,7 @@ def scl_gradients(student, teacher, masks, **kwargs):
     return loss, student_grad, teacher_grad
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overlapping", [False, True])
 def test_exact_gradient_matches_finite_differences(data, overlapping_masks, overlapping):
     student, teacher, masks = data
@@ -303,6 +305,7 @@ def test_exact_gradient_matches_finite_differences(data, overlapping_masks, over
         np.testing.assert_allclose(gradient[b, y, x, c], slope, rtol=1e-4, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk_cells", [1, 5])
 def test_exact_is_the_same_in_any_chunking(data, overlapping_masks, monkeypatch, chunk_cells):
     # The default puts each box of the fixture in one padded chunk; 1 and 5 cells per chunk
@@ -362,6 +365,7 @@ def test_sampled_modes_equal_exact_when_boxes_are_small_enough(data):
     np.testing.assert_allclose(float(pixels), exact, rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, num_pairs", [("pairs", 40), ("pixels", 12)])
 def test_sampled_modes_are_unbiased(data, mode, num_pairs):
     student, teacher, masks = data
@@ -510,6 +514,7 @@ JAX_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_losses_run_and_agree_under_jax(data, segmentation, tmp_path):
     student, teacher, masks = data
     labels, logits = segmentation

@@ -37,6 +37,7 @@ def backbone_features(model, images):
     return model.get_layer("backbone")(model.get_layer("normalization")(images))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backbone, output_stride, height, width",
     [
@@ -72,6 +73,7 @@ def test_logits_at_input_resolution_and_feature_strides(backbone, output_stride,
         assert tuple(feature.shape[1:3]) == tuple(expected), (feature.shape, stride)
 
 
+@pytest.mark.slow
 def test_dilation_replaces_strides():
     backbone = cached_model("resnet50", 8).get_layer("backbone")
     assert backbone.get_layer("conv4_block1_1_conv").strides == (1, 1)
@@ -85,6 +87,7 @@ def test_dilation_replaces_strides():
     assert aspp_rates == [(12, 12), (24, 24), (36, 36)]
 
 
+@pytest.mark.slow
 def test_lite0_dilation_keeps_the_stride_of_the_later_stages():
     def depthwise(output_stride, index):
         backbone = cached_model("efficientnet_lite0", output_stride).get_layer("backbone")
@@ -98,12 +101,14 @@ def test_lite0_dilation_keeps_the_stride_of_the_later_stages():
     assert depthwise(16, 5) == ((2, 2), (1, 1)) and depthwise(16, 11) == ((1, 1), (2, 2))
 
 
+@pytest.mark.slow
 def test_low_level_stride_is_configurable():
     model = build_model("mobilenetv2", 3, 16, low_level_stride=2)
     low, _ = backbone_features(model, random_images(64, 96))
     assert low.shape == (1, 32, 48, 96)
 
 
+@pytest.mark.slow
 def test_decoder_convolutions_are_configurable():
     def decoder_kernels(model):
         return [
@@ -146,6 +151,7 @@ def test_bad_arguments_are_named(kwargs, error, match):
         build_model(**arguments)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "backbone, application, preprocess, high_level_layer",
     [
@@ -192,6 +198,7 @@ def test_keras_applications_imagenet_h5_loads(
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
+@pytest.mark.slow
 def test_backbone_h5_missing_layers_is_an_error(tmp_path):
     reference = keras.applications.MobileNetV2(
         include_top=False, weights=None, input_shape=(None, None, 3)
@@ -238,6 +245,7 @@ def test_custom_layer_config_round_trip(layer):
     assert type(restored) is type(layer) and restored.get_config() == config
 
 
+@pytest.mark.slow
 def test_keras_file_and_full_weights_reload_identically_and_warm_start(tmp_path):
     model = cached_model("mobilenetv2", 16)
     images = random_images(65, 97)
@@ -260,6 +268,7 @@ def test_keras_file_and_full_weights_reload_identically_and_warm_start(tmp_path)
         np.testing.assert_array_equal(rebuilt(images), expected)
 
 
+@pytest.mark.slow
 def test_saved_model_export_accepts_any_size(tmp_path):
     model = cached_model("mobilenetv2", 16)
     model.export(tmp_path / "saved_model", verbose=False)
@@ -273,6 +282,7 @@ def batch_norms(model):
     return [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["mobilenetv2", "resnet50", "wrn38", "efficientnet_lite0"])
 def test_sync_batchnorm_flag_and_momentum_reach_every_batchnorm(backbone):
     synchronized = batch_norms(build_model(backbone, 3, 16, sync_batchnorm=True))
@@ -282,6 +292,7 @@ def test_sync_batchnorm_flag_and_momentum_reach_every_batchnorm(backbone):
     assert not any(bn.synchronized for bn in batch_norms(cached_model(backbone, 16)))
 
 
+@pytest.mark.slow
 def test_logits_are_float32_under_mixed_precision():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
@@ -295,6 +306,7 @@ def test_logits_are_float32_under_mixed_precision():
     assert model(images).dtype == "float32"
 
 
+@pytest.mark.slow
 def test_wrn38_builds_and_runs_under_jax():
     script = (
         "import keras, numpy as np\n"

@@ -23,6 +23,7 @@ def first_elements(dataset, count):
     return [tf.nest.map_structure(lambda t: t.numpy(), element) for element in dataset.take(count)]
 
 
+@pytest.mark.slow
 def test_element_structure_for_two_replicas(mini_files):
     config = PipelineConfig(
         crop_size=(48, 64),
@@ -49,6 +50,7 @@ def test_element_structure_for_two_replicas(mini_files):
     assert not np.array_equal(unlabeled["u_a"], unlabeled["u_b"])
 
 
+@pytest.mark.slow
 def test_stream_is_deterministic_given_the_seed(mini_files):
     config = PipelineConfig(crop_size=(32, 32), class_uniform_pct=0.5, seed=7)
     runs = [first_elements(pipeline.train_dataset(mini_files, config), 3) for _ in range(2)]
@@ -63,6 +65,7 @@ def test_stream_is_deterministic_given_the_seed(mini_files):
     assert not all(np.array_equal(a, b) for a, b in zip(flat[0], flat[2]))
 
 
+@pytest.mark.slow
 def test_apply_photometric_changes_each_image_with_its_own_parameters(mini_files):
     config = PipelineConfig(crop_size=(32, 48), color_jitter=0.25, blur_prob=0.5)
     (element,) = first_elements(pipeline.train_dataset(mini_files, config), 1)
@@ -87,6 +90,7 @@ def test_apply_photometric_changes_each_image_with_its_own_parameters(mini_files
     )
 
 
+@pytest.mark.slow
 def test_supervised_stream_has_no_unlabeled_part(mini_files):
     files = pipeline.TrainFiles(mini_files.spec, mini_files.root, mini_files.labeled, [])
     (element,) = first_elements(
@@ -210,6 +214,7 @@ def test_undefined_label_value_is_named(camvid_mini_dir, tmp_path):
         first_elements(stream, 1)
 
 
+@pytest.mark.slow
 def test_resuming_at_a_step_continues_the_same_stream(mini_files):
     config = PipelineConfig(
         crop_size=(24, 32), labeled_batch_size=2, class_uniform_pct=0.5, cutmix_boxes=4, scl_boxes=2
@@ -220,6 +225,7 @@ def test_resuming_at_a_step_continues_the_same_stream(mini_files):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_input_pipelines_make_the_same_global_batch(mini_files):
     """Two pipelines of one replica each (as two workers would) vs one pipeline for both."""
     config = PipelineConfig(

@@ -234,6 +234,7 @@ def fake_run(root, data_dir, model):
     return root
 
 
+@pytest.mark.slow
 def test_command_line_overlays_from_a_model_dir(tmp_path, camvid_mini_dir):
     run = fake_run(tmp_path / "run", camvid_mini_dir, tiny_model(11))
     write_images(tmp_path / "in")

@@ -41,6 +41,7 @@ def run(tmp_path_factory, camvid_mini_dir):
     return model_dir, image, student(image).numpy(), teacher(image).numpy()
 
 
+@pytest.mark.slow
 def test_info_round_trips(run):
     info = runs.read_info(run[0])
     assert info.model == ModelConfig(
@@ -53,6 +54,7 @@ def test_info_round_trips(run):
 # The fixture's model.keras holds the student (a real run's holds its --eval_weights, here
 # "ema") to tell the sources apart: the run's own weights come from model.keras, others from
 # the checkpoint.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "checkpoint, eval_weights, expected",
     [
@@ -73,11 +75,13 @@ def test_load_model_picks_the_asked_weights(run, checkpoint, eval_weights, expec
     np.testing.assert_allclose(model(image).numpy(), run[expected], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_load_model_from_a_keras_file(run):
     model = runs.load_keras(os.path.join(run[0], runs.EXPORT_NAME))
     np.testing.assert_allclose(model(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_runs_model_keras_warm_starts_the_student_of_a_new_run(run):
     config = runs.read_info(run[0]).model
     warm = dataclasses.replace(config, weights=os.path.join(run[0], runs.EXPORT_NAME))
@@ -85,6 +89,7 @@ def test_a_runs_model_keras_warm_starts_the_student_of_a_new_run(run):
     np.testing.assert_allclose(student(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bad_sources_are_named(run, tmp_path):
     with pytest.raises(runs.ModelError, match="missing_dir"):
         runs.load_keras(str(tmp_path / "missing_dir"))

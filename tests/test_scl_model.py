@@ -21,6 +21,7 @@ def make_model(step_config, **segmenter):
     return model
 
 
+@pytest.mark.slow
 def test_cutmix_targets_match_inputs_for_a_per_pixel_model():
     """With 1x1 convolutions, no BN and the teacher's weights, the student's prediction on the
     CutMix image is exactly the CutMix of the teacher's predictions: both losses vanish only if
@@ -58,6 +59,7 @@ def test_total_is_the_weighted_sum_and_labeled_term_is_relaxed_ce():
     assert float(shares["scored"]) == np.sum(labels != 255)
 
 
+@pytest.mark.slow
 def test_the_step_applies_the_photometric_parameters_of_the_element():
     model = make_model(StepConfig(lambda_c=1.0, lambda_sc=1.0, scl_mode="exact", scl_boxes=4))
     batch = random_batch(seed=4)
@@ -102,6 +104,7 @@ def test_supervised_baseline_needs_no_unlabeled_data_nor_teacher():
     assert float(shares["loss_c"]) == 0.0 and float(shares["loss_sc"]) == 0.0
 
 
+@pytest.mark.slow
 def test_ema_update_of_every_weight_and_statistic():
     decay = 0.9
     model = make_model(
@@ -135,6 +138,7 @@ def test_teacher_student_mode_uses_student_weights():
     assert float(model.compute_losses(random_batch())["loss_c"]) == pytest.approx(0, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_teacher_gets_no_gradient():
     model = make_model(StepConfig(lambda_c=1.0, lambda_sc=1.0, scl_mode="exact", scl_boxes=4))
     with tf.GradientTape() as tape:

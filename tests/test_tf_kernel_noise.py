@@ -33,6 +33,7 @@ def test_compare_gives_the_parity_figures_of_two_logit_sets(tf_kernel_noise):
     assert record["max_abs_logit"] == pytest.approx(float(np.abs(reference).max()))
 
 
+@pytest.mark.slow
 def test_a_model_dir_is_run_with_both_kernels(write_small_run, tmp_path):
     write_small_run(str(tmp_path / "run"))
     output = tmp_path / "noise.json"
@@ -58,6 +59,7 @@ def test_a_model_dir_is_run_with_both_kernels(write_small_run, tmp_path):
     assert f"wrote {output}" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_missing_source_is_named(tmp_path):
     result = subprocess.run(
         [sys.executable, str(SCRIPT), f"--source={tmp_path / 'none'}"],

@@ -40,6 +40,7 @@ def finish(process, timeout=600):
     return json.loads(out)
 
 
+@pytest.mark.slow
 def test_two_workers_agree_with_each_other_and_with_one_process(tmp_path):
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
@@ -135,6 +136,7 @@ def step_of(state):
     return int(state["step/.ATTRIBUTES/VARIABLE_VALUE"])
 
 
+@pytest.mark.slow
 def test_killed_and_stopped_run_resumes_like_an_uninterrupted_one(tmp_path):
     whole = start_cli(tmp_path / "whole")
     out, err = whole.communicate(timeout=600)
