@@ -18,6 +18,10 @@ compared at output stride 32 too; at 32 the keras-hub-headed model is the same a
 keras-hub's. The models of a comparison are timed alternately, call by call, and
 their ratio is the median over rounds of the per-round ratio, so that the load of a shared
 machine affects both sides of a ratio alike.
+
+The two mobile backbones, MobileNetV2 and EfficientNet-Lite0, are compared the same way, side
+by side at --output-stride (with the paper's head and with keras-hub's):
+    python benchmarks/bench_models.py --groups mobile --output benchmarks/bench_models_mobile.json
 """
 
 import argparse
@@ -200,11 +204,15 @@ def print_table(results, args):
             f"| {label} | {r['parameters'] / 1e6:.1f} | {r[flops_key]:,.0f} | "
             f"{r['forward_s']:.2f} | {r['forward_backward_s']:.2f} |"
         )
-    for label, ratio in results["ratios_vs_keras_hub"].items():
-        print(
-            f"{label} / keras-hub: forward {ratio['forward']:.2f}, "
-            f"forward+backward {ratio['forward_backward']:.2f}"
-        )
+    for key, other in (
+        ("ratios_vs_keras_hub", "keras-hub"),
+        ("ratios_vs_mobilenetv2", "MobileNetV2"),
+    ):
+        for label, ratio in results[key].items():
+            print(
+                f"{label} / {other}: forward {ratio['forward']:.2f}, "
+                f"forward+backward {ratio['forward_backward']:.2f}"
+            )
 
 
 def main():
@@ -226,6 +234,14 @@ def main():
         nargs="*",
         default=[32, 16],
         help="output strides at which ResNet-50 is compared with keras-hub",
+    )
+    parser.add_argument(
+        "--groups",
+        nargs="+",
+        default=["keras-hub", "backbones"],
+        choices=["keras-hub", "backbones", "mobile"],
+        help="keras-hub: ResNet-50 against keras-hub's; backbones: each of --backbones alone; "
+        "mobile: EfficientNet-Lite0 beside MobileNetV2",
     )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
@@ -257,14 +273,30 @@ def main():
         },
         "models": {},
         "ratios_vs_keras_hub": {},
+        "ratios_vs_mobilenetv2": {},
     }
-    comparisons = {
-        "backbone OS32": {
+    if "mobile" in args.groups:
+        for head, extra in (("", {}), (", keras-hub's head", KERAS_HUB_HEAD)):
+            builders = {
+                f"ours {backbone} OS{args.output_stride}{head}": functools.partial(
+                    build_model, backbone, NUM_CLASSES, args.output_stride, **extra
+                )
+                for backbone in ("efficientnet_lite0", "mobilenetv2")
+            }
+            print(f"mobile backbones{head}", flush=True)
+            records = measure_group(builders, args)
+            results["models"].update(records)
+            lite0, mobilenet = records
+            results["ratios_vs_mobilenetv2"][lite0] = per_round_ratios(
+                records[lite0], records[mobilenet]
+            )
+    comparisons = {}
+    if "keras-hub" in args.groups:
+        comparisons["backbone OS32"] = {
             "ours resnet50 backbone OS32": our_resnet50_backbone,
             "keras-hub resnet50 backbone": keras_hub_resnet50,
         }
-    }
-    for output_stride in args.compare_strides:
+    for output_stride in args.compare_strides if "keras-hub" in args.groups else ():
         paper_head = functools.partial(build_model, "resnet50", NUM_CLASSES, output_stride)
         comparisons[f"OS{output_stride}"] = {
             f"ours resnet50 OS{output_stride}": paper_head,
@@ -283,7 +315,7 @@ def main():
         for label in ours:
             ratios = per_round_ratios(records[label], records[theirs])
             results["ratios_vs_keras_hub"][label] = ratios
-    for backbone in args.backbones:
+    for backbone in args.backbones if "backbones" in args.groups else ():
         label = f"ours {backbone} OS{args.output_stride}"
         print(label, flush=True)
         builder = functools.partial(build_model, backbone, NUM_CLASSES, args.output_stride)
