@@ -81,9 +81,9 @@ def test_imagenet_arms_are_the_papers_ablation_with_its_weights(runner):
     for arm in ("consistency", "scl_pairs", "teacher_student"):
         assert seeds[arm] == {0, 1}
     # Table 2's two ends with three seeds come first.
-    assert set(study.runs[:7]) == {
+    assert set(study.runs[:8]) == {
         f"{arm}_s{seed}" for arm in ("supervised", "scl_exact") for seed in range(3)
-    } | {"consistency_s0"}
+    } | {"consistency_s0", "supervised_random_s0"}
 
 
 def test_imagenet_flag_file_is_the_papers_method_and_scales_the_ema_decay():
