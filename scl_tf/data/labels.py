@@ -54,7 +54,11 @@ def _table(pairs: dict[int, int]) -> np.ndarray:
     return table
 
 
-def cityscapes(label_format: str = "labelIds") -> LabelSpec:
+# How Cityscapes label files store classes: label ids (mapped to train ids here) or train ids.
+CITYSCAPES_LABEL_FORMATS = ("labelIds", "trainIds")
+
+
+def cityscapes(label_format: str = CITYSCAPES_LABEL_FORMATS[0]) -> LabelSpec:
     """The 19 Cityscapes train classes, from cityscapesscripts' label definitions.
 
     Args:
@@ -80,7 +84,8 @@ def cityscapes(label_format: str = "labelIds") -> LabelSpec:
         table = _table({**{i: i for i in range(len(names))}, IGNORE_LABEL: IGNORE_LABEL})
     else:
         raise ValueError(
-            f"--cityscapes_label_format: expected labelIds or trainIds, got {label_format!r}"
+            f"--cityscapes_label_format: expected one of {CITYSCAPES_LABEL_FORMATS}, got "
+            f"{label_format!r}"
         )
     train_id_to_value = np.array([lab.id for lab in scored], np.int32)
     return LabelSpec("cityscapes", names, palette, table, train_id_to_value)
