@@ -10,9 +10,16 @@ creation, TensorRT engine builds and --warmup calls are not timed. ONNX Runtime 
 IOBinding: the input is copied to the device once and outputs stay there, so no host copies
 are timed on GPU providers. The SavedModel runs the signature with the ONNX model's outputs
 (serving_logits: logits and labels; serving_default if the ONNX model has probabilities).
-The runtimes alternate call by call; the ratio is the median of the per-call ratios.
-Prints latency p50/p90/p99 and images/s; --output adds the record to a JSON list (replacing
-the record of the same model, provider, precision, batch and size).
+--models adds more exports timed in the same rounds, e.g. int8 beside fp32:
+
+    python export/benchmark.py --model=model.onnx --size=360x480 \
+        --models=model_int8.onnx,model.tflite,model_int8.tflite --output=bench.json
+
+.onnx files run like --model; .tflite files run with LiteRT (ai-edge-litert) where installed,
+else tf.lite (the record names which), one thread per CPU, input set once and outputs left in
+the interpreter. The runtimes alternate call by call; a ratio is the median of the per-call
+ratios. Prints latency p50/p90/p99 and images/s; --output adds the record to a JSON list
+(replacing the record of the same model, provider, precision, batch and size).
 """
 
 import os
@@ -33,12 +40,14 @@ FLAGS = flags.FLAGS
 
 def open_session(options: runtime.RuntimeOptions):
     """The ONNX Runtime session of --model; converted to fp16 in memory for --fp16 off TensorRT."""
-    model = FLAGS.model
+    session = runs.onnx_session(FLAGS.model, options)
     if FLAGS.fp16 and options.provider != "tensorrt":
         from scl_tf.export.onnx_model import fp16_model_bytes
 
-        model = fp16_model_bytes(FLAGS.model)
-    return runs.onnx_session(model, options)
+        if runtime.model_info(session, FLAGS.model).precision == "int8":
+            raise ValueError("--fp16: --model is an int8 model (float16 converts float32 ones)")
+        session = runs.onnx_session(fp16_model_bytes(FLAGS.model), options)
+    return session
 
 
 def tensorflow_call(images, onnx_outputs):
@@ -50,6 +59,33 @@ def tensorflow_call(images, onnx_outputs):
         serving.SIGNATURE_FLOAT if "probabilities" in onnx_outputs else serving.SIGNATURE_LOGITS
     )
     return signature, serving.signature_runner(tf_model, signature, images)
+
+
+def other_call(path: str, images, options: runtime.RuntimeOptions):
+    """(call, its JSON record: runtime, precision, file size) of one of --models."""
+    if path.endswith(".tflite"):
+        from scl_tf.export import tflite
+
+        interpreter = runs.tflite_interpreter(path, flag="--models")
+        with open(path, "rb") as source:
+            info = tflite.read_info(source.read(), path)
+        call = tflite.bound_runner(interpreter, images)
+        what = f"{runs.tflite_runtime()}, {os.cpu_count()} threads"
+    elif path.endswith(".onnx"):
+        session = runs.onnx_session(path, options, flag="--models")
+        info = runtime.model_info(session, path)
+        runtime.check_input_size(session, images.shape[1:3], "--size", path)
+        call = runtime.BoundRunner(session, images, options)
+        what = f"onnxruntime {session.get_providers()[0]}, IOBinding"
+    else:
+        raise ValueError(f"--models: {path} is neither an .onnx nor a .tflite file")
+    precision = info.precision if info is not None else "unknown"
+    return call, {
+        "model": path,
+        "runs": what,
+        "precision": precision,
+        "file_bytes": os.path.getsize(path),
+    }
 
 
 def print_table(record: dict) -> None:
@@ -65,6 +101,12 @@ def print_table(record: dict) -> None:
                 f"{name + ' (' + stats['runs'] + ')':<28}{stats['p50_ms']:>10.1f}"
                 f"{stats['p90_ms']:>10.1f}{stats['p99_ms']:>10.1f}{stats['images_per_s']:>10.2f}"
             )
+    for other in record.get("models", []):
+        print(
+            f"{other['precision'] + ' ' + os.path.basename(other['model']):<28}"
+            f"{other['p50_ms']:>10.1f}{other['p90_ms']:>10.1f}{other['p99_ms']:>10.1f}"
+            f"{other['images_per_s']:>10.2f}  x{other['ratio_to_model']:.2f} ({other['runs']})"
+        )
     if "ratio_onnxruntime_to_tensorflow" in record:
         print(f"ONNX Runtime / TensorFlow latency: {record['ratio_onnxruntime_to_tensorflow']:.2f}")
 
@@ -92,6 +134,12 @@ def main(argv):
         sys.exit(f"error: {error}")
     images = parity.random_images(FLAGS.batch, size, seed=0)
     calls = {"onnxruntime": runtime.BoundRunner(session, images, options)}
+    others = {}
+    for path in FLAGS.models:
+        try:
+            calls[path], others[path] = other_call(path, images, options)
+        except (ValueError, runtime.ProviderError) as error:  # ModelError is a ValueError
+            sys.exit(f"error: {error}")
     signature = None
     if FLAGS.saved_model:
         try:
@@ -106,7 +154,7 @@ def main(argv):
         "output_stride": info.output_stride,
         "num_classes": info.num_classes,
         "provider": FLAGS.provider,
-        "precision": "fp16" if FLAGS.fp16 or info.precision == "fp16" else "fp32",
+        "precision": "fp16" if FLAGS.fp16 else info.precision,
         "onnx_input_size": "dynamic" if info.input_size is None else list(info.input_size),
         "batch": FLAGS.batch,
         "size": list(size),
@@ -133,6 +181,15 @@ def main(argv):
         record["ratio_onnxruntime_to_tensorflow"] = bench.paired_ratio(
             times["onnxruntime"], times["tensorflow"]
         )
+    if others:
+        record["models"] = [
+            {
+                **others[path],
+                **vars(bench.summarize(times[path], FLAGS.batch)),
+                "ratio_to_model": bench.paired_ratio(times[path], times["onnxruntime"]),
+            }
+            for path in others
+        ]
     print_table(record)
     if FLAGS.output:
         bench.update_json(FLAGS.output, record)

@@ -15,6 +15,16 @@ names, palette, input convention and outputs are in its metadata_props.
 After converting, ONNX Runtime and TensorFlow run on the same random images and --parity_dir
 frames; the parity line is printed and the model is written only if it passes (fp32: max
 |delta probability| <= 1e-4; fp16: argmax agreement >= 99.9%). Exit status 1 otherwise.
+
+--int8 then quantizes the checked float32 model with ONNX Runtime (static, QDQ, per-channel
+int8 weights, uint8 activations; scl_tf/export/quantize.py), calibrated on --calibration_count
+frames of --calibration (a folder or glob; unlabeled frames do):
+
+    python export/to_onnx.py --source=runs/demo --output=runs/demo/model_int8.onnx --int8 \
+        --calibration=data/camvid_mini/train --calibration_count=100
+
+and writes it only if its labels equal the float32 model's on at least --min_agreement of the
+--parity_dir frames' pixels.
 """
 
 import os
@@ -33,12 +43,19 @@ def main(argv):
     import onnx
     import tf2onnx
 
-    from scl_tf.export import convert, parity, serving
+    from scl_tf.export import calibration, convert, onnx_model, parity, quantize, serving
 
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
     try:
         config = flags_lib.export_config(flags.FLAGS)
         frames = parity.parity_frames(config.parity_dir, config.parity_frames)
+        calibration_files = (
+            calibration.calibration_files(
+                config.quantization.calibration, config.quantization.calibration_count
+            )
+            if config.int8
+            else []
+        )
         info = serving.source_info(config.source, config.eval_weights)
         convert.check_input_size(config.input_size, info.output_stride)
         model = serving.load_source(config.source, config.checkpoint, config.eval_weights)
@@ -58,6 +75,20 @@ def main(argv):
     if not report.passed:
         print(report.details())
         sys.exit(f"error: parity check failed; {config.output} not written")
+    if config.int8:
+        try:
+            proto, report = quantize.export_int8(
+                proto,
+                calibration.frames(calibration_files, config.input_size),
+                frames,
+                config.quantization.min_agreement,
+            )
+        except config_lib.ConfigError as error:  # an unreadable calibration frame
+            sys.exit(f"error: {error}")
+        print(report.line())
+        if not report.passed:
+            print(report.details())
+            sys.exit(f"error: int8 agreement below --min_agreement; {config.output} not written")
     folder = os.path.dirname(config.output)
     if folder:
         os.makedirs(folder, exist_ok=True)
@@ -68,7 +99,8 @@ def main(argv):
         else f"{config.input_size[0]}x{config.input_size[1]}"
     )
     print(
-        f"wrote {config.output}: {model.info.backbone}, {'fp16' if config.fp16 else 'fp32'}, "
+        f"wrote {config.output}: {model.info.backbone}, "
+        f"{onnx_model.read_info(proto, config.output).precision}, "
         f"opset {config.opset}, {size}, outputs {', '.join(o.name for o in proto.graph.output)}"
     )
 

@@ -19,6 +19,7 @@ from scl_tf.config import (
     CHECKPOINTS,
     DATASETS,
     WEIGHTS,
+    CalibrationConfig,
     Config,
     DataConfig,
     ExportConfig,
@@ -26,6 +27,7 @@ from scl_tf.config import (
     ModelConfig,
     PipelineConfig,
     PredictConfig,
+    TFLiteConfig,
     TrainConfig,
 )
 
@@ -39,6 +41,8 @@ def _size_text(size: tuple[int, int]) -> str:
 @functools.cache
 def define_data_flags() -> None:
     """Which files to read (DataConfig): train, evaluate, predict, check, to_saved_model."""
+    from scl_tf.data.labels import CITYSCAPES_LABEL_FORMATS
+
     flags.DEFINE_enum("dataset", None, DATASETS, "Dataset layout to read.")
     flags.DEFINE_string(
         "data_dir",
@@ -49,7 +53,7 @@ def define_data_flags() -> None:
     flags.DEFINE_enum(
         "cityscapes_label_format",
         DataConfig.cityscapes_label_format,
-        ("labelIds", "trainIds"),
+        CITYSCAPES_LABEL_FORMATS,
         "Cityscapes: read *_gtFine_labelIds.png (mapped to train ids in the graph) "
         "or *_gtFine_labelTrainIds.png.",
     )
@@ -139,6 +143,7 @@ def define_train_flags() -> None:
     """python -m scl_tf.train: Config (data, pipeline, model, training)."""
     from scl_tf.losses.structured import MODES
     from scl_tf.training.distribute import STRATEGIES
+    from scl_tf.training.optim import WEIGHT_DECAY_MODES
 
     define_data_flags()
     _define_model_dir_flag()
@@ -237,7 +242,7 @@ def define_train_flags() -> None:
     flags.DEFINE_enum(
         "weight_decay_mode",
         train.weight_decay_mode,
-        ("coupled", "decoupled"),
+        WEIGHT_DECAY_MODES,
         "coupled: L2 added to the gradient before momentum (PyTorch, the paper); "
         "decoupled: Keras' weight_decay.",
     )
@@ -432,23 +437,64 @@ def define_to_saved_model_flags() -> None:
 
 
 @functools.cache
-def define_to_onnx_flags() -> None:
-    """export/to_onnx.py: ExportConfig."""
+def _define_conversion_flags() -> None:
+    """The model converted and the parity check of the result: to_onnx and to_tflite."""
     _define_model_source_flags()
-    export = ExportConfig
     flags.DEFINE_string(
         "source", None, "A model dir of scl_tf.train or a SavedModel of to_saved_model."
     )
+    flags.DEFINE_string(
+        "input_size",
+        None,
+        "HxW to fix the input to. to_onnx: a multiple of the output stride, default "
+        "dynamic (any size); to_tflite: default "
+        f"{_size_text(TFLiteConfig.input_size)}.",
+    )
+    flags.DEFINE_string(
+        "parity_dir",
+        ExportConfig.parity_dir,
+        "Real frames compared with TensorFlow besides random images; empty = random "
+        "images only (not for int8, which is judged on real frames).",
+    )
+    flags.DEFINE_integer(
+        "parity_frames", ExportConfig.parity_frames, "Number of --parity_dir frames compared."
+    )
+    calibration = CalibrationConfig
+    flags.DEFINE_string(
+        "calibration",
+        None,
+        "int8: the frames it is calibrated on, a folder (searched recursively) or a glob "
+        "pattern; unlabeled frames do.",
+    )
+    flags.DEFINE_integer(
+        "calibration_count",
+        calibration.calibration_count,
+        "int8: calibrate on at most this many --calibration frames, spread evenly over them.",
+    )
+    flags.DEFINE_float(
+        "min_agreement",
+        calibration.min_agreement,
+        "int8: the share of the --parity_dir frames' pixels, in (0, 1], whose label must "
+        "equal the float32 model's; below it the model is not written.",
+    )
+
+
+@functools.cache
+def define_to_onnx_flags() -> None:
+    """export/to_onnx.py: ExportConfig."""
+    _define_conversion_flags()
+    export = ExportConfig
     flags.DEFINE_integer(
         "opset",
         export.opset,
         f"ONNX opset ({config_lib.ONNX_OPSETS[0]} to {config_lib.ONNX_OPSETS[1]}).",
     )
     _define_fp16_flag()
-    flags.DEFINE_string(
-        "input_size",
-        "dynamic",
-        "HxW to fix the input to (a multiple of the output stride), or dynamic for any size.",
+    flags.DEFINE_bool(
+        "int8",
+        export.int8,
+        "Quantize to int8 with ONNX Runtime (static, QDQ, per-channel weights), calibrated "
+        "on --calibration; inputs and outputs stay float32.",
     )
     flags.DEFINE_bool(
         "onnx_probabilities",
@@ -456,13 +502,18 @@ def define_to_onnx_flags() -> None:
         "Also output the softmax probabilities (slow in ONNX Runtime on CPU; by "
         "default the model outputs logits and labels).",
     )
-    flags.DEFINE_string(
-        "parity_dir",
-        export.parity_dir,
-        "Real frames compared with TensorFlow besides random images; empty = random images only.",
-    )
-    flags.DEFINE_integer(
-        "parity_frames", export.parity_frames, "Number of --parity_dir frames compared."
+
+
+@functools.cache
+def define_to_tflite_flags() -> None:
+    """export/to_tflite.py: TFLiteConfig."""
+    _define_conversion_flags()
+    flags.DEFINE_enum(
+        "precision",
+        TFLiteConfig.precision,
+        config_lib.TFLITE_PRECISIONS,
+        "fp32; fp16 weights; or int8 inside (full-integer, calibrated on --calibration) "
+        "with float32 input and outputs.",
     )
 
 
@@ -506,6 +557,14 @@ def define_benchmark_flags() -> None:
         None,
         "A SavedModel of to_saved_model timed side by side with --model (needs "
         "TensorFlow); unset = ONNX Runtime only.",
+    )
+    flags.DEFINE_list(
+        "models",
+        [],
+        "More models timed side by side with --model, each call in turn: .onnx files (ONNX "
+        "Runtime on --provider, e.g. an int8 export) and .tflite files (LiteRT where "
+        "installed, else tf.lite; their fixed --size and batch 1). Each gets its latency "
+        "ratio to --model.",
     )
     flags.DEFINE_string(
         "trt_engine_cache",
@@ -596,6 +655,15 @@ def explicit_eval_weights(values=FLAGS) -> str | None:
     return values.eval_weights if values["eval_weights"].present else None
 
 
+def calibration_config(values=FLAGS) -> CalibrationConfig:
+    """CalibrationConfig from parsed flags."""
+    return CalibrationConfig(
+        calibration=values.calibration or CalibrationConfig.calibration,
+        calibration_count=values.calibration_count,
+        min_agreement=values.min_agreement,
+    )
+
+
 def export_config(values=FLAGS) -> ExportConfig:
     """ExportConfig from parsed flags."""
     return ExportConfig(
@@ -605,10 +673,31 @@ def export_config(values=FLAGS) -> ExportConfig:
         eval_weights=explicit_eval_weights(values),
         opset=values.opset,
         fp16=values.fp16,
-        input_size=config_lib.parse_input_size(values.input_size),
+        input_size=config_lib.parse_input_size(values.input_size)
+        if values.input_size
+        else ExportConfig.input_size,
         onnx_probabilities=values.onnx_probabilities,
         parity_dir=values.parity_dir,
         parity_frames=values.parity_frames,
+        int8=values.int8,
+        quantization=calibration_config(values),
+    )
+
+
+def tflite_config(values=FLAGS) -> TFLiteConfig:
+    """TFLiteConfig from parsed flags."""
+    return TFLiteConfig(
+        source=values.source,
+        output=values.output,
+        checkpoint=values.checkpoint,
+        eval_weights=explicit_eval_weights(values),
+        precision=values.precision,
+        input_size=config_lib.parse_size("input_size", values.input_size)
+        if values.input_size
+        else TFLiteConfig.input_size,
+        parity_dir=values.parity_dir,
+        parity_frames=values.parity_frames,
+        quantization=calibration_config(values),
     )
 
 

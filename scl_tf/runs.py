@@ -15,8 +15,13 @@ Loaders, each raising ModelError with a one-line message naming what it was give
   onnx_session      an .onnx file (or its bytes) -> an ONNX Runtime session on the provider
                     asked for (the CPU unless told otherwise); a GPU provider that this
                     onnxruntime lacks or cannot start is an error, never a silent fallback.
+  tflite_interpreter  a .tflite file (or its bytes) -> an interpreter with its tensors
+                    allocated: LiteRT's (ai-edge-litert, the runtime a device uses) where it is
+                    installed, else TensorFlow's tf.lite.Interpreter (`tflite_runtime` says
+                    which).
 TensorFlow and Keras are imported by the loaders that need them, so that the ONNX path runs
-where only onnxruntime is installed (export/predict_onnx.py).
+where only onnxruntime is installed (export/predict_onnx.py), and `tflite_interpreter` where
+only LiteRT is.
 """
 
 from __future__ import annotations
@@ -340,3 +345,45 @@ def onnx_session(model: str | bytes, options=None, flag: str = "--model"):
             "onnxruntime log above"
         )
     return session
+
+
+def _tflite_interpreter_class():
+    """(Interpreter class, runtime name and version): LiteRT's if installed, else TF's."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, f"TensorFlow Lite (tensorflow {tf.__version__})"
+    from importlib.metadata import version
+
+    return Interpreter, f"LiteRT (ai-edge-litert {version('ai-edge-litert')})"
+
+
+def tflite_runtime() -> str:
+    """The runtime `tflite_interpreter` uses, e.g. "LiteRT (ai-edge-litert 2.3.0)"."""
+    return _tflite_interpreter_class()[1]
+
+
+def tflite_interpreter(model: str | bytes, num_threads: int | None = None, flag: str = "--model"):
+    """An interpreter of a .tflite file (or its bytes), tensors allocated.
+
+    Args:
+      num_threads: CPU threads; None: one per CPU (os.cpu_count()), like ONNX Runtime's
+        default on a machine without hyper-threading.
+      flag: the flag that named `model`, for error messages.
+
+    Raises:
+      ModelError: no such file, or the runtime cannot read the model.
+    """
+    interpreter_class, runtime = _tflite_interpreter_class()
+    what = model if isinstance(model, str) else "the TFLite model"
+    if isinstance(model, str) and not os.path.isfile(model):
+        raise ModelError(f"{flag}: no such TFLite file: {model}")
+    source = {"model_path": model} if isinstance(model, str) else {"model_content": model}
+    try:
+        interpreter = interpreter_class(**source, num_threads=num_threads or os.cpu_count())
+        interpreter.allocate_tensors()
+    except Exception as error:  # the runtimes raise ValueError, RuntimeError, ...
+        raise ModelError(f"{what}: {runtime} cannot load it ({_first_line(error)})") from None
+    return interpreter

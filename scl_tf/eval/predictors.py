@@ -4,15 +4,17 @@
     predictor = load_predictor("runs/demo/model.keras")  # a saved Keras model
     predictor = load_predictor("export/saved_model")     # a SavedModel folder
     predictor = load_predictor("export/model.onnx")      # ONNX, run with ONNX Runtime
+    predictor = load_predictor("export/model.tflite")    # TFLite, run with LiteRT
     probabilities = predictor(images)  # float32 [B, H, W, 3] in [0, 255] -> [B, H, W, C]
 
-A SavedModel (its `serving_default` signature) or an ONNX model may take float32 or uint8
-images and return several outputs; the one used is found by name: `logits` (softmax applied
-here, in float32) before `probabilities`. A model with a single output of another name (Keras'
-`model.export` calls it `output_0`) is taken to return logits, as scl_tf models do. A model
-whose input size is fixed (e.g. ONNX with --input_size) gets smaller images padded (edge pixels
-repeated) and its output cropped; `with_model_tiles` makes inference cut larger images into
-tiles of that size. Exports of scl_tf (export/) also carry their class names and colours.
+A SavedModel (its `serving_default` signature), an ONNX or a TFLite model (its
+`serving_default` signature) may take float32 or uint8 images and return several outputs; the
+one used is found by name: `logits` (softmax applied here, in float32) before `probabilities`.
+A model with a single output of another name (Keras' `model.export` calls it `output_0`) is
+taken to return logits, as scl_tf models do. A model whose input size is fixed (e.g. ONNX with
+--input_size, every TFLite file of export/to_tflite.py) gets smaller images padded (edge
+pixels repeated) and its output cropped; `with_model_tiles` makes inference cut larger images
+into tiles of that size. Exports of scl_tf (export/) also carry their class names and colours.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Predictor:
     Attributes:
       run: the model-specific call.
       source: what was loaded, named in errors.
-      kind: "keras", "saved_model" or "onnx".
+      kind: "keras", "saved_model", "onnx" or "tflite".
       input_size: (height, width) the model is fixed to, None if it takes any size.
       labels: the classes an export of scl_tf describes in its metadata, else None.
     """
@@ -224,14 +226,45 @@ def onnx_predictor(path: str, options=None) -> Predictor:
     return Predictor(run, path, "onnx", _fixed_size(inputs[0].shape, path), labels)
 
 
+def tflite_predictor(path: str) -> Predictor:
+    """Predictor of a TFLite file through its serving_default signature, one image per call,
+    run by `scl_tf.runs.tflite_interpreter` (LiteRT where installed)."""
+    from scl_tf.export import tflite
+
+    interpreter = runs.tflite_interpreter(path)
+    signatures = interpreter.get_signature_list()
+    if tflite.SIGNATURE not in signatures:
+        raise ModelError(
+            f"{path}: TFLite model without a {tflite.SIGNATURE!r} signature (has "
+            f"{sorted(signatures)})"
+        )
+    runner = interpreter.get_signature_runner(tflite.SIGNATURE)
+    inputs = runner.get_input_details()
+    if len(inputs) != 1:
+        raise ModelError(f"{path}: expected one image input, the model takes {sorted(inputs)}")
+    (spec,) = inputs.values()
+    dtype = _input_dtype(np.dtype(spec["dtype"]).name, path)
+    output, logits = choose_output(list(runner.get_output_details()), path)
+    shape = [int(dim) if dim > 0 else None for dim in spec["shape_signature"]]
+
+    def run(images):
+        result = tflite.run(interpreter, _as_input(images, dtype))[output]
+        return _softmax(result) if logits else result
+
+    with open(path, "rb") as source:
+        flatbuffer = source.read()
+    labels = _export_labels(lambda: tflite.read_info(flatbuffer, path), path)
+    return Predictor(run, path, "tflite", _fixed_size(shape, path), labels)
+
+
 def load_predictor(
     source: str, checkpoint: str = "final", eval_weights: str | None = None, options=None
 ) -> Predictor:
     """Loads any supported model (see the module docstring) through `scl_tf.runs`.
 
     Args:
-      source: a model dir of scl_tf.train, a `.keras` file, a SavedModel folder or a `.onnx`
-        file.
+      source: a model dir of scl_tf.train, a `.keras` file, a SavedModel folder, an `.onnx`
+        or a `.tflite` file.
       checkpoint, eval_weights: for a model dir, as in `scl_tf.runs.load_keras`.
       options: for an .onnx file, its `scl_tf.export.runtime.RuntimeOptions` (default CPU).
     Raises:
@@ -239,12 +272,14 @@ def load_predictor(
     """
     if os.path.isfile(source) and source.endswith(".onnx"):
         return onnx_predictor(source, options)
+    if os.path.isfile(source) and source.endswith(".tflite"):
+        return tflite_predictor(source)
     if os.path.isdir(source) and not runs.is_run_dir(source) and runs.is_saved_model(source):
         return saved_model_predictor(source)
     if (os.path.isfile(source) and source.endswith(".keras")) or runs.is_run_dir(source):
         return keras_predictor(runs.load_keras(source, checkpoint, eval_weights), source)
     raise ModelError(
         f"{source}: not a model dir of scl_tf.train ({runs.CONFIG_NAME}), a "
-        f".keras file, a SavedModel folder ({runs.SAVED_MODEL_FILE}) or an .onnx "
-        "file"
+        f".keras file, a SavedModel folder ({runs.SAVED_MODEL_FILE}), an .onnx or a "
+        ".tflite file"
     )

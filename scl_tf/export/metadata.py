@@ -24,7 +24,7 @@ OUTPUT_DOCS = {
     "labels": "int32 [batch, height, width]: train ids 0..C-1 (argmax of the logits)",
     "label_ids": "int32 [batch, height, width]: Cityscapes labelIds of the predicted train ids",
 }
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 WEIGHTS = ("ema", "student", "untrained")
 # Extra ONNX metadata keys, for people reading the model (e.g. in Netron); not parsed back.
 INPUT_KEY = "input"
@@ -44,7 +44,8 @@ class ExportInfo:
       label_ids: C dataset label values of the train ids (Cityscapes labelIds), or None.
       weights: "ema" (the teacher), "student" or "untrained".
       outputs: names of the model's outputs, keys of OUTPUT_DOCS.
-      precision: "fp32" or "fp16" (weights and arithmetic; inputs and outputs stay float32).
+      precision: "fp32", "fp16" or "int8" (weights and arithmetic; inputs and outputs stay
+        float32).
       input_size: (H, W) the model is fixed to, or None for any size.
     """
 
