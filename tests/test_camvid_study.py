@@ -76,14 +76,21 @@ def test_imagenet_arms_are_the_papers_ablation_with_its_weights(runner):
     assert flags["teacher_student"] == ["--teacher=student"]
     assert flags["ema_0999"] == ["--ema_decay=0.999"]
     assert flags["supervised_random"][-1] == "--weights="
+    # The diagnostics of a full method below the baseline: ramp-up, and lambdas / 10 with it.
+    assert flags["scl_exact_rampup"] == ["--rampup_steps=225"]  # 30% of the 750 steps
+    assert flags["scl_exact_light"] == ["--rampup_steps=225", "--lambda_c=2", "--lambda_sc=0.3"]
+    assert flags["consistency_light"][-1] == "--lambda_sc=0"
     seeds = seeds_per_arm(runner, study)
-    assert seeds["supervised"] == seeds["scl_exact"] == {0, 1, 2}
-    for arm in ("consistency", "scl_pairs", "teacher_student"):
-        assert seeds[arm] == {0, 1}
-    # Table 2's two ends with three seeds come first.
-    assert set(study.runs[:8]) == {
-        f"{arm}_s{seed}" for arm in ("supervised", "scl_exact") for seed in range(3)
-    } | {"consistency_s0", "supervised_random_s0"}
+    assert seeds["supervised"] == seeds["scl_exact"] == seeds["scl_exact_light"] == {0, 1, 2}
+    for arm in ("consistency", "consistency_light", "scl_pairs", "teacher_student", "ema_0999"):
+        assert seeds[arm] == {0}
+    # Seed 0 of the two ends of Table 2, then the diagnostics.
+    assert study.runs[:4] == (
+        "supervised_s0",
+        "scl_exact_s0",
+        "scl_exact_light_s0",
+        "scl_exact_rampup_s0",
+    )
 
 
 def test_imagenet_flag_file_is_the_papers_method_and_scales_the_ema_decay():
