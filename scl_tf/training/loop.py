@@ -116,6 +116,11 @@ MAX_SKIPPED_STEPS = 20
 _TERMS_FIRST = (*(term for term in LOSS_TERMS if term != "loss"), "loss")
 
 
+def updates_made(optimizer: keras.optimizers.Optimizer) -> int:
+    """The optimizer's update count; `int()` of a Keras variable fails on a MirroredVariable."""
+    return int(optimizer.iterations.numpy())
+
+
 def first_non_finite(logs: dict) -> str | None:
     """The loss term that is NaN or infinite (a part of the loss before the total), or None."""
     return next((term for term in _TERMS_FIRST if not np.isfinite(logs[term])), None)
@@ -224,7 +229,7 @@ def train(
     if not checkpoints.restore():
         model.copy_student_to_teacher()
     start = int(checkpoints.step.numpy())
-    updates_at_start = int(optimizer.iterations)
+    updates_at_start = updates_made(optimizer)
     eval_model = teacher if train_config.eval_weights == "ema" else student
     # Everything checked: from here on the run writes into its model dir.
     log_dir = os.path.join(model_dir, "logs")
@@ -289,7 +294,7 @@ def train(
                     "command again to resume"
                 ) from None
             learning_rate = float(optimizer.learning_rate)  # the rate this step uses
-            updates_before = int(optimizer.iterations)
+            updates_before = updates_made(optimizer)
             raw = distributed_step(batch)
             step += 1
             logs = {name: float(value) for name, value in raw.items()}
@@ -301,7 +306,7 @@ def train(
                     f"step {step}: {bad_term} is {logs[bad_term]}; stopping, "
                     f"{_kept_checkpoint(checkpoints)}"
                 )
-            skipped = skipped + 1 if int(optimizer.iterations) == updates_before else 0
+            skipped = skipped + 1 if updates_made(optimizer) == updates_before else 0
             if skipped >= MAX_SKIPPED_STEPS:
                 raise stop(
                     f"step {step}: float16 loss scaling skipped the last {skipped} updates "
@@ -336,7 +341,7 @@ def train(
                         "stopping."
                     )
                 break
-    updates = int(optimizer.iterations) - updates_at_start
+    updates = updates_made(optimizer) - updates_at_start
     if step > start and updates == 0:
         raise stop(
             f"no update was made in steps {start + 1}..{step}: float16 loss scaling skipped "
