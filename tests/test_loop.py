@@ -121,7 +121,7 @@ def test_float16_that_makes_no_update_stops_and_says_so(camvid_mini_dir, tmp_pat
             "scl_tf.train",
             *TINY,
             f"--data_dir={camvid_mini_dir}",
-            "--steps=2",
+            "--steps=1",
             "--checkpoint_every=1000",
             "--eval_every=1000",
             "--mixed_precision=float16",

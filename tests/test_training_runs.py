@@ -138,10 +138,7 @@ def step_of(state):
 
 @pytest.mark.slow
 def test_killed_and_stopped_run_resumes_like_an_uninterrupted_one(tmp_path):
-    whole = start_cli(tmp_path / "whole")
-    out, err = whole.communicate(timeout=600)
-    assert whole.returncode == 0, err[-3000:]
-
+    whole = start_cli(tmp_path / "whole")  # beside the interrupted one: the two cores share
     run = tmp_path / "interrupted"
     process = start_cli(run)
     wait_for(run / "checkpoints" / "ckpt-2.index", process)
@@ -157,6 +154,8 @@ def test_killed_and_stopped_run_resumes_like_an_uninterrupted_one(tmp_path):
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     assert "Done: 6 steps" in out
+    out, err = whole.communicate(timeout=600)
+    assert whole.returncode == 0, err[-3000:]
 
     state, whole_state = final_state(run), final_state(tmp_path / "whole")
     assert step_of(state) == step_of(whole_state) == 6
