@@ -29,6 +29,7 @@ def fake_run(ema, student, steps=10):
     curve = [(step, 1.0 / step) for step in range(1, steps + 1)]
     return {
         "miou": {"ema": ema, "student": student},
+        "class_iou": {"ema": {"road": ema, "car": student}},
         "curves": {"loss_x": curve, "loss_c": curve, "loss_sc": curve, "val/miou": [(steps, ema)]},
     }
 
@@ -158,6 +159,10 @@ def test_arm_summary_and_table(runner, study):
     table = runner.markdown_table(arms)
     assert "| Supervised only | 0,1 | 32.00 +- 2.83 (30.00) (34.00) | 29.00 +- 1.41" in table
     assert "| + consistency + SCL exact (full method) | 0 | 40.00 | 37.00 |" in table
+    assert arms["supervised"]["class_iou_mean"] == pytest.approx({"road": 0.32, "car": 0.29})
+    classes = runner.class_table(arms)
+    assert "| arm | road | car |" in classes
+    assert "| Supervised only | 32.0 | 29.0 |" in classes
 
 
 def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(runner, study, tmp_path):

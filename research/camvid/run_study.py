@@ -330,6 +330,7 @@ def summarize_arms(study: Study, runs: dict[str, dict]) -> dict[str, dict]:
             {"label": study.arms[arm][0], "seeds": [], **{weights: [] for weights in EVAL_WEIGHTS}},
         )
         entry["seeds"].append(seed)
+        entry.setdefault("class_iou", []).append(run["class_iou"]["ema"])
         for weights in EVAL_WEIGHTS:
             entry[weights].append(run["miou"][weights])
     for entry in arms.values():
@@ -337,6 +338,10 @@ def summarize_arms(study: Study, runs: dict[str, dict]) -> dict[str, dict]:
             values = np.asarray(entry[weights])
             entry[f"{weights}_mean"] = float(values.mean())
             entry[f"{weights}_std"] = float(values.std(ddof=1)) if values.size > 1 else None
+        per_seed = entry.pop("class_iou")
+        entry["class_iou_mean"] = {
+            name: float(np.mean([seed[name] for seed in per_seed])) for name in per_seed[0]
+        }
     return {arm: arms[arm] for arm in study.arms if arm in arms}
 
 
@@ -360,6 +365,19 @@ def markdown_table(arms: dict[str, dict]) -> str:
         lines.append(
             f"| {entry['label']} | {seeds} | {cell(entry, 'ema')} | {cell(entry, 'student')} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def class_table(arms: dict[str, dict]) -> str:
+    """The per-class IoU table (in %, EMA weights, mean over seeds), one row per arm."""
+    names = list(next(iter(arms.values()))["class_iou_mean"])
+    lines = [
+        "| arm | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for entry in arms.values():
+        cells = " | ".join(f"{100 * entry['class_iou_mean'][name]:.1f}" for name in names)
+        lines.append(f"| {entry['label']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -457,7 +475,7 @@ def write_results(study: Study, args) -> None:
     with open(args.results + ".json", "w") as out:
         json.dump({"command": " ".join(sys.argv), "arms": arms, "runs": runs}, out, indent=1)
     with open(args.results + ".md", "w") as out:
-        out.write(markdown_table(arms))
+        out.write(markdown_table(arms) + "\nPer-class IoU %, EMA weights:\n\n" + class_table(arms))
     plot(study, runs, arms, args.results + ".png")
     print(markdown_table(arms))
     print(f"Wrote {args.results}.json, .md and .png")
@@ -483,8 +501,9 @@ def main():
         action="store_true",
         help="Only gather the finished runs under --runs_dir into the results.",
     )
-    args, extra = parser.parse_known_args()
-    extra = [flag for flag in extra if flag != "--"]
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, extra = parser.parse_args(argv[:split]), argv[split + 1 :]
     study = STUDIES[args.study]
     args.config = args.config or study.config
     args.runs_dir = args.runs_dir or study.runs_dir
