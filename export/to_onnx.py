@@ -71,10 +71,7 @@ def main(argv):
         fp16=config.fp16,
         probabilities=config.onnx_probabilities,
     )
-    print(report.line())
-    if not report.passed:
-        print(report.details())
-        sys.exit(f"error: parity check failed; {config.output} not written")
+    parity.exit_unless_passed(report, f"parity check failed; {config.output} not written")
     if config.int8:
         try:
             proto, report = quantize.export_int8(
@@ -85,10 +82,9 @@ def main(argv):
             )
         except config_lib.ConfigError as error:  # an unreadable calibration frame
             sys.exit(f"error: {error}")
-        print(report.line())
-        if not report.passed:
-            print(report.details())
-            sys.exit(f"error: int8 agreement below --min_agreement; {config.output} not written")
+        parity.exit_unless_passed(
+            report, f"int8 agreement below --min_agreement; {config.output} not written"
+        )
     folder = os.path.dirname(config.output)
     if folder:
         os.makedirs(folder, exist_ok=True)

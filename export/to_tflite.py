@@ -70,11 +70,10 @@ def main(argv):
         )
     except config_lib.ConfigError as error:  # an unreadable calibration frame
         sys.exit(f"error: {error}")
-    print(report.line())
-    if not report.passed:
-        print(report.details())
-        bar = "--min_agreement" if int8 else "parity check"
-        sys.exit(f"error: {config.precision} below the {bar}; {config.output} not written")
+    bar = "--min_agreement" if int8 else "parity check"
+    parity.exit_unless_passed(
+        report, f"{config.precision} below the {bar}; {config.output} not written"
+    )
     folder = os.path.dirname(config.output)
     if folder:
         os.makedirs(folder, exist_ok=True)

@@ -2,14 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
+from commands import run_export_script
 
 from scl_tf import runs
 from scl_tf.config import ConfigError, ExportConfig, parse_input_size
@@ -25,16 +24,6 @@ def tiny_model(num_classes):
     """MobileNetV2 DeepLabV3+ with a narrow head: real layers, little CPU time."""
     return build_model(
         "mobilenetv2", num_classes, output_stride=16, aspp_filters=16, decoder_filters=16
-    )
-
-
-def run_script(name, *args):
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "export", name), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
     )
 
 
@@ -67,7 +56,7 @@ def tf_model(saved_model):
 def onnx_cli(saved_model, tmp_path_factory):
     """(path, stdout) of export/to_onnx.py on the SavedModel: dynamic size, fp32, one frame."""
     path = str(tmp_path_factory.mktemp("onnx") / "model.onnx")
-    result = run_script(
+    result = run_export_script(
         "to_onnx.py", f"--source={saved_model}", f"--output={path}", "--parity_frames=1"
     )
     assert result.returncode == 0, result.stderr
@@ -245,7 +234,7 @@ def test_opset_out_of_range_is_named(opset, saved_model, tmp_path):
 @pytest.mark.slow
 def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
     overlay = str(tmp_path / "overlay.png")
-    result = run_script(
+    result = run_export_script(
         "predict_onnx.py", f"--model={onnx_cli[0]}", f"--image={FRAME}", f"--output={overlay}"
     )
     assert result.returncode == 0, result.stderr
@@ -261,7 +250,7 @@ def test_predict_onnx_writes_an_overlay(onnx_cli, tmp_path):
 @pytest.mark.slow
 def test_benchmark_cli_times_onnxruntime(onnx_cli, tmp_path):
     output = str(tmp_path / "bench.json")
-    result = run_script(
+    result = run_export_script(
         "benchmark.py",
         f"--model={onnx_cli[0]}",
         "--size=64x96",
@@ -303,7 +292,7 @@ def test_saved_model_and_onnx_timed_side_by_side(onnx_cli, tf_model):
     ],
 )
 def test_benchmark_cli_names_bad_input(args, error):
-    result = run_script("benchmark.py", "--model=/nonexistent.onnx", *args)
+    result = run_export_script("benchmark.py", "--model=/nonexistent.onnx", *args)
     assert result.returncode == 1 and error in result.stderr, result.stderr
 
 

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 from absl import flags
+from commands import TINY_TRAIN_FLAGS
 from PIL import Image
 
 from scl_tf import flags as flags_lib
@@ -26,18 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LABELED = ("0001TP_006690", "0001TP_007050", "0001TP_007410", "0001TP_007740")
 UNLABELED = "0001TP_008100"  # a train frame outside the labeled list: read as unlabeled
 VAL = "0016E5_07959"
-TINY = [
-    "--dataset=camvid",
-    "--backbone=mobilenetv2",
-    "--output_stride=16",
-    "--crop_size=64x64",
-    "--labeled_batch_size=1",
-    "--unlabeled_batch_size=1",
-    "--cutmix_boxes=8",
-    "--scl_boxes=4",
-    "--steps=2",
-    "--strategy=default",
-]
+TINY = [*TINY_TRAIN_FLAGS, "--steps=2"]
 
 
 @pytest.fixture

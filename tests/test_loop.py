@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from commands import TINY_TRAIN_FLAGS
 
 from scl_tf.training import loop, summaries
 
@@ -50,19 +51,7 @@ def test_a_resumed_run_counts_its_steps_from_where_it_stopped(capsys):
     assert progress._estimate_step_duration(11, progress._start + 5.0) == pytest.approx(5.0)
 
 
-TINY = [
-    "--dataset=camvid",
-    "--labeled_count=4",
-    "--backbone=mobilenetv2",
-    "--output_stride=16",
-    "--crop_size=64x64",
-    "--labeled_batch_size=1",
-    "--unlabeled_batch_size=1",
-    "--cutmix_boxes=8",
-    "--scl_boxes=4",
-    "--eval_images=1",
-    "--strategy=default",
-]
+TINY = [*TINY_TRAIN_FLAGS, "--labeled_count=4", "--eval_images=1"]
 
 
 @pytest.mark.slow

@@ -4,12 +4,11 @@ small model, running them, and what refuses to write a model."""
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
+from commands import run_export_script
 
 from scl_tf import runs
 from scl_tf.config import CalibrationConfig, ConfigError, ExportConfig, TFLiteConfig
@@ -35,16 +34,6 @@ SIZE = (64, 96)  # a multiple of the small model's output stride 16
 # (the CamVid study's keeps 97%), so the command-line tests judge it by a lower bar. A broken
 # quantization agrees by chance only (1 in 11 classes).
 SMALL_MODEL_BAR = 0.85
-
-
-def run_script(name, *args):
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO_ROOT, "export", name), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -280,7 +269,7 @@ def test_tflite_runtime_is_litert_where_installed():
 def int8_cli(small_run, tmp_path_factory):
     """(path, completed process) of export/to_onnx.py --int8 on the small run."""
     output = str(tmp_path_factory.mktemp("int8") / "int8.onnx")
-    result = run_script(
+    result = run_export_script(
         "to_onnx.py",
         f"--source={small_run[0]}",
         f"--output={output}",
@@ -312,8 +301,8 @@ def test_tflite_cli_fp32_and_int8(small_run, tmp_path):
     model_dir, model = small_run
     outputs = {precision: str(tmp_path / f"{precision}.tflite") for precision in ("fp32", "int8")}
     common = (f"--source={model_dir}", "--input_size=64x96", "--parity_frames=1")
-    fp32 = run_script("to_tflite.py", *common, f"--output={outputs['fp32']}")
-    int8 = run_script(
+    fp32 = run_export_script("to_tflite.py", *common, f"--output={outputs['fp32']}")
+    int8 = run_export_script(
         "to_tflite.py",
         *common,
         f"--output={outputs['int8']}",
@@ -348,7 +337,7 @@ def test_tflite_cli_fp32_and_int8(small_run, tmp_path):
 def test_int8_below_the_bar_is_not_written(script, small_run, tmp_path):
     output = str(tmp_path / "model")
     int8 = ["--int8"] if script == "to_onnx.py" else ["--precision=int8"]
-    result = run_script(
+    result = run_export_script(
         script,
         f"--source={small_run[0]}",
         f"--output={output}",
@@ -383,7 +372,9 @@ def test_to_onnx_int8_bad_calibration_is_one_line(args, error, small_run, tmp_pa
     empty.mkdir()
     output = str(tmp_path / "model.onnx")
     args = [arg.replace("EMPTY", str(empty)) for arg in args]
-    result = run_script("to_onnx.py", f"--source={small_run[0]}", f"--output={output}", *args)
+    result = run_export_script(
+        "to_onnx.py", f"--source={small_run[0]}", f"--output={output}", *args
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(error), result.stderr
     assert not os.path.exists(output)
@@ -395,7 +386,7 @@ def test_benchmark_times_int8_and_tflite_beside_fp32(onnx_fp32, int8_cli, tflite
     onnx.save(onnx_fp32, fp32)
     int8, tflite_path = int8_cli[0], tflite_fp32[0]
     output = str(tmp_path / "bench.json")
-    result = run_script(
+    result = run_export_script(
         "benchmark.py",
         f"--model={fp32}",
         f"--models={int8},{tflite_path}",
@@ -412,7 +403,9 @@ def test_benchmark_times_int8_and_tflite_beside_fp32(onnx_fp32, int8_cli, tflite
     assert others["int8.onnx"]["precision"] == "int8" and others["int8.onnx"]["iters"] == 3
     assert others["model.tflite"]["runs"].startswith(runs.tflite_runtime())
     assert all(item["ratio_to_model"] > 0 for item in others.values())
-    bad = run_script("benchmark.py", f"--model={fp32}", f"--models={fp32}.txt", "--size=64x96")
+    bad = run_export_script(
+        "benchmark.py", f"--model={fp32}", f"--models={fp32}.txt", "--size=64x96"
+    )
     assert bad.returncode == 1 and "--models: " in bad.stderr and ".txt is neither" in bad.stderr
-    fp16 = run_script("benchmark.py", f"--model={int8}", "--fp16", "--size=64x96")
+    fp16 = run_export_script("benchmark.py", f"--model={int8}", "--fp16", "--size=64x96")
     assert fp16.returncode == 1 and "error: --fp16: --model is an int8 model" in fp16.stderr

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from commands import TINY_TRAIN_FLAGS
 
 HERE = pathlib.Path(__file__).parent
 REPO = HERE.parent
@@ -79,23 +80,15 @@ def test_two_workers_agree_with_each_other_and_with_one_process(tmp_path):
 
 
 TINY_FLAGS = [
-    "--dataset=camvid",
+    *TINY_TRAIN_FLAGS,
     f"--data_dir={REPO / 'data' / 'camvid_mini'}",
     "--labeled_count=4",
-    "--backbone=mobilenetv2",
-    "--output_stride=16",
-    "--crop_size=64x64",
-    "--labeled_batch_size=1",
-    "--unlabeled_batch_size=1",
-    "--cutmix_boxes=8",
-    "--scl_boxes=4",
     "--scl_mode=exact",
     "--steps=6",
     "--checkpoint_every=2",
     "--eval_every=6",
     "--eval_images=1",
     "--image_every=3",
-    "--strategy=default",
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -184,3 +185,14 @@ def check_parity(
             compare_case(case.name, reference(case.images), exported(case.images)) for case in cases
         ),
     )
+
+
+def exit_unless_passed(report: ParityReport, refusal: str) -> None:
+    """Prints the report's line; if it failed, its details too, then exits with `error: refusal`.
+
+    `report` may be any report with `line()`, `details()` and `passed` (an AgreementReport too).
+    """
+    print(report.line())
+    if not report.passed:
+        print(report.details())
+        sys.exit(f"error: {refusal}")
