@@ -67,6 +67,14 @@ def write_panel(writer, step: int, images) -> None:
         tf.summary.image("panel", images, max_outputs=8)
 
 
+def read_events(path: str) -> list:
+    """The events of one TensorBoard file, in order (tf.compat.v1.Event protos)."""
+    return [
+        tf.compat.v1.Event.FromString(raw)
+        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator()
+    ]
+
+
 def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
     """The scalars of a run's TensorBoard files, {tag: [(step, value), ...] by step}.
 
@@ -77,7 +85,7 @@ def read_scalars(log_dir: str) -> dict[str, list[tuple[int, float]]]:
     for path in sorted(
         glob.glob(os.path.join(log_dir, "events.out.tfevents.*")), key=os.path.getmtime
     ):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for event in read_events(path):
             for value in event.summary.value:
                 latest.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
     return {tag: sorted(values.items()) for tag, values in latest.items()}
