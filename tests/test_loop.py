@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -29,6 +30,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 )
 def test_the_bad_term_is_named_not_the_total(values, expected):
     assert loop.first_non_finite(values) == expected
+
+
+def test_update_count_and_loss_scale_are_read_from_a_built_optimizer():
+    """What the skip guard's message reads (it once read an attribute Keras does not have)."""
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
+    weights = keras.Variable(np.ones(2, "float32"))
+    optimizer.build([weights])
+    assert loop.updates_made(optimizer) == 0 and loop.loss_scale(optimizer) == 2.0**15
+    optimizer.apply([tf.constant([np.inf, 0.0])], [weights])  # non-finite: skipped, scale halved
+    assert loop.updates_made(optimizer) == 0 and loop.loss_scale(optimizer) == 2.0**14
 
 
 def test_events_after_the_resumed_step_are_dropped(tmp_path):

@@ -121,6 +121,11 @@ def updates_made(optimizer: keras.optimizers.Optimizer) -> int:
     return int(optimizer.iterations.numpy())
 
 
+def loss_scale(optimizer: keras.optimizers.LossScaleOptimizer) -> float:
+    """The dynamic loss scale of a built float16 optimizer (2**15 until a step is skipped)."""
+    return float(optimizer.dynamic_scale.numpy())
+
+
 def first_non_finite(logs: dict) -> str | None:
     """The loss term that is NaN or infinite (a part of the loss before the total), or None."""
     return next((term for term in _TERMS_FIRST if not np.isfinite(logs[term])), None)
@@ -310,7 +315,7 @@ def train(
             if skipped >= MAX_SKIPPED_STEPS:
                 raise stop(
                     f"step {step}: float16 loss scaling skipped the last {skipped} updates "
-                    f"(non-finite gradients down to loss scale {float(optimizer.scale):g}); "
+                    f"(non-finite gradients down to loss scale {loss_scale(optimizer):g}); "
                     f"use --mixed_precision=bfloat16 or none; {_kept_checkpoint(checkpoints)}"
                 )
             checkpoints.step.assign(step)
