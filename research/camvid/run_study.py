@@ -474,10 +474,11 @@ def write_results(study: Study, args) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results + ".json", "w") as out:
         json.dump({"command": " ".join(sys.argv), "arms": arms, "runs": runs}, out, indent=1)
+    tables = markdown_table(arms) + "\nPer-class IoU %, EMA weights:\n\n" + class_table(arms)
     with open(args.results + ".md", "w") as out:
-        out.write(markdown_table(arms) + "\nPer-class IoU %, EMA weights:\n\n" + class_table(arms))
+        out.write(tables)
     plot(study, runs, arms, args.results + ".png")
-    print(markdown_table(arms))
+    print(tables)
     print(f"Wrote {args.results}.json, .md and .png")
 
 
