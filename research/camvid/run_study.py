@@ -1,6 +1,6 @@
 """The paper's ablation (Tables 2 and 3) at small scale: CamVid with 1/8 of the labels.
 
-    python research/camvid/run_study.py --data_dir=PATH/TO/CamVid [--study=imagenet|random]
+    python research/camvid/run_study.py --data_dir=PATH/TO/CamVid [--study=imagenet|recipe|random]
 
 Trains and evaluates each run of a study in turn, one subprocess of `scl_tf.train` and of
 `scl_tf.evaluate` each, from the study's flag file. Two studies (STUDIES):
@@ -21,6 +21,13 @@ unlabeled weights lambda_c 20 and lambda_sc 3 constant, EMA decay scaled to the 
                     and the same with the weights / 10
   consistency_light scl_exact_light without the structured term (Table 2's middle row for it)
 
+recipe (issue 26: the same flag file in bfloat16; RECIPE_ARMS, RECIPE_RUNS): supervised for 750
+  and 1500 steps, 750 semi-supervised steps from the 750-step supervised run with the paper's
+  weights, eq. 4 read as a mean over classes, the box rule, the batch or pixel confidence gate;
+  the better gate from ImageNet; then the best arm's lambda_sc 0 and teacher = student twins and
+  more seeds. Runs named "{gate}_s0" or "{best}_s1" are resolved by the study's rules
+  (better_gate, best_arm) from the seed-0 runs finished when they are reached.
+
 random (configs/camvid_semi_1-8.flags: MobileNetV2 from random weights; issue 8, finished and
 kept to reproduce RESULTS.md's second part): its arms are RANDOM_ARMS, its order RANDOM_RUNS.
 
@@ -39,6 +46,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -56,6 +64,10 @@ class Study:
     runs_dir: str
     results: str
     warm_start: dict[str, str] = dataclasses.field(default_factory=dict)
+    flags: tuple[str, ...] = ()  # scl_tf.train flags of every arm (before the arm's own)
+    choices: dict[str, Callable[[dict[str, float]], str]] = dataclasses.field(
+        default_factory=dict
+    )  # {placeholder: rule}: runs named "{placeholder}_sN" are resolved when reached
 
 
 SUPERVISED = ["--lambda_c=0", "--lambda_sc=0"]
@@ -187,6 +199,99 @@ RANDOM_RUNS = (
     "teacher_student_consistency_s1",
     "scl_exact_light_s2",
 )
+# The recipe study (issue 26), fixed before its first run. Every arm runs the ImageNet study's
+# flag file in bfloat16 (RECIPE_FLAGS); the warm arms ("warm_*") start from the final weights of
+# S750 (the arm "supervised") of the same seed and train 750 semi-supervised steps more, so their
+# baseline is S1500, the supervised run with the same labeled steps; the cold arm's is S750.
+MEAN_READING = ["--consistency_class_reduction=mean"]  # eq. 4 averaged over classes
+# The box rule (configs/camvid_semi_1-8_imagenet.flags says why 8 cells): N from the crop and the
+# output stride, Nbox = N / 2 as the paper's 16 of 32.
+BOX_RULE = ["--cutmix_min_box_cells=8"]
+BATCH_GATE = ["--confidence_threshold=0.97", "--confidence_form=batch"]  # French et al.
+PIXEL_GATE = ["--confidence_threshold=0.97", "--confidence_form=pixel"]  # FixMatch-style
+RECIPE_FLAGS = ("--mixed_precision=bfloat16",)
+# The EMA horizon rule of the flag file for 1500 steps: 1000 / 65,078 * 1500 = 23.05 steps.
+S1500 = ["--steps=1500", "--ema_decay=0.957"]
+RECIPE_BASE_ARMS = {
+    "supervised": ("S750: supervised, 750 steps from ImageNet", SUPERVISED),
+    "supervised_1500": ("S1500: supervised, 1500 steps from ImageNet", [*SUPERVISED, *S1500]),
+    "warm_paper": ("W-paper: from S750, the paper's weights (lambda_c 20 summed, lambda_sc 3)", []),
+    "warm_mean": ("W-mean: W-paper with eq. 4 averaged over classes", MEAN_READING),
+    "warm_mean_boxes": ("W-mean-boxes: W-mean with the box rule", [*MEAN_READING, *BOX_RULE]),
+    "warm_mean_boxes_gate": (
+        "W-mean-boxes-gate: W-mean-boxes, batch confidence gate 0.97",
+        [*MEAN_READING, *BOX_RULE, *BATCH_GATE],
+    ),
+    "warm_mean_boxes_pixel": (
+        "W-mean-boxes-pixel: W-mean-boxes, pixel confidence gate 0.97",
+        [*MEAN_READING, *BOX_RULE, *PIXEL_GATE],
+    ),
+    "cold_mean_boxes_gate": (
+        "C-mean-boxes-gate: W-mean-boxes-gate from ImageNet, 750 steps",
+        [*MEAN_READING, *BOX_RULE, *BATCH_GATE],
+    ),
+    "cold_mean_boxes_pixel": (
+        "C-mean-boxes-pixel: W-mean-boxes-pixel from ImageNet, 750 steps",
+        [*MEAN_READING, *BOX_RULE, *PIXEL_GATE],
+    ),
+}
+RECIPE_SEMI_ARMS = tuple(arm for arm in RECIPE_BASE_ARMS if not arm.startswith("supervised"))
+# Table 2's middle row and Table 3 of every semi-supervised arm (run for the best one only).
+RECIPE_ARMS = {
+    **RECIPE_BASE_ARMS,
+    **{
+        f"{arm}_consistency": (f"{label}; lambda_sc 0", [*flags, "--lambda_sc=0"])
+        for arm, (label, flags) in RECIPE_BASE_ARMS.items()
+        if arm in RECIPE_SEMI_ARMS
+    },
+    **{
+        f"{arm}_teacher_student": (f"{label}; teacher = student", [*flags, "--teacher=student"])
+        for arm, (label, flags) in RECIPE_BASE_ARMS.items()
+        if arm in RECIPE_SEMI_ARMS
+    },
+}
+
+
+def recipe_baseline(arm: str) -> str:
+    """The supervised arm with the same labeled steps: S1500 for warm arms, S750 otherwise."""
+    return "supervised_1500" if arm.startswith("warm_") else "supervised"
+
+
+def better_gate(scores: dict[str, float]) -> str:
+    """The cold arm to run: the gate form whose warm arm scored higher on seed 0 (EMA)."""
+    batch, pixel = scores["warm_mean_boxes_gate"], scores["warm_mean_boxes_pixel"]
+    return "cold_mean_boxes_gate" if batch >= pixel else "cold_mean_boxes_pixel"
+
+
+def best_arm(scores: dict[str, float]) -> str:
+    """The semi-supervised arm furthest ahead of its baseline on seed 0 (EMA val mIoU)."""
+    ran = [arm for arm in RECIPE_SEMI_ARMS if arm in scores]
+    return max(ran, key=lambda arm: scores[arm] - scores[recipe_baseline(arm)])
+
+
+# Seed 0 of every arm in the issue's order (the cold arm after both gated warm arms, the best
+# arm's twins after every arm), then seeds 1 and 2 of both baselines, the best arm and its
+# lambda_sc 0 twin. "{gate}" and "{best}" are resolved by better_gate and best_arm when reached.
+RECIPE_RUNS = (
+    "supervised_s0",
+    "supervised_1500_s0",
+    "warm_paper_s0",
+    "warm_mean_s0",
+    "warm_mean_boxes_s0",
+    "warm_mean_boxes_gate_s0",
+    "warm_mean_boxes_pixel_s0",
+    "{gate}_s0",
+    "{best}_consistency_s0",
+    "{best}_teacher_student_s0",
+    "supervised_s1",
+    "supervised_1500_s1",
+    "{best}_s1",
+    "{best}_consistency_s1",
+    "supervised_s2",
+    "supervised_1500_s2",
+    "{best}_s2",
+    "{best}_consistency_s2",
+)
 STUDIES = {
     "imagenet": Study(
         "configs/camvid_semi_1-8_imagenet.flags",
@@ -202,6 +307,16 @@ STUDIES = {
         "runs/camvid_1-8",
         "research/camvid/results/camvid_1-8",
         warm_start={"finetune_supervised": "supervised", "finetune_scl": "supervised"},
+    ),
+    "recipe": Study(
+        "configs/camvid_semi_1-8_imagenet.flags",
+        RECIPE_ARMS,
+        RECIPE_RUNS,
+        "runs/camvid_1-8_recipe",
+        "research/camvid/results/camvid_1-8_recipe",
+        warm_start={arm: "supervised" for arm in RECIPE_ARMS if arm.startswith("warm_")},
+        flags=RECIPE_FLAGS,
+        choices={"gate": better_gate, "best": best_arm},
     ),
 }
 EVAL_WEIGHTS = ("ema", "student")
@@ -252,10 +367,57 @@ def train_command(study: Study, args, name: str, extra: list[str]) -> list[str]:
         f"--data_dir={args.data_dir}",
         f"--seed={seed}",
         f"--model_dir={os.path.join(args.runs_dir, name)}",
+        *study.flags,
         *study.arms[arm][1],
         *warm_start_flags(study, args.runs_dir, name),
         *extra,
     ]
+
+
+def placeholder(name: str) -> str | None:
+    """'{best}_s1' -> 'best'; None for a plain run name."""
+    return name[1 : name.index("}")] if name.startswith("{") and "}" in name else None
+
+
+def check_run_name(study: Study, name: str) -> None:
+    """A run name, or a "{choice}..." template of one of the study's choices.
+
+    Raises:
+      SystemExit: naming --runs and the name.
+    """
+    choice = placeholder(name)
+    if choice is None:
+        parse_run(study, name)
+    elif choice not in study.choices:
+        raise SystemExit(f"--runs: {name!r}: no choice {{{choice}}} in this study")
+
+
+def seed0_scores(study: Study, runs_dir: str) -> dict[str, float]:
+    """{arm: val mIoU of its seed-0 run, EMA weights} over the finished seed-0 runs."""
+    scores = {}
+    for arm in study.arms:
+        path = eval_path(os.path.join(runs_dir, f"{arm}_s0"), "ema")
+        if os.path.isfile(path):
+            with open(path) as source:
+                scores[arm] = json.load(source)["miou"]
+    return scores
+
+
+def resolve_run(study: Study, runs_dir: str, name: str) -> str:
+    """The run a name stands for: '{best}_consistency_s1' -> the best arm's twin, by the
+    study's rule for "best" over the seed-0 runs finished so far.
+
+    Raises:
+      SystemExit: the rule needs a seed-0 run that has not finished.
+    """
+    choice = placeholder(name)
+    if choice is None:
+        return name
+    try:
+        arm = study.choices[choice](seed0_scores(study, runs_dir))
+    except KeyError as missing:
+        raise SystemExit(f"--runs: {name} needs the finished run {missing.args[0]}_s0") from None
+    return arm + name[len(choice) + 2 :]
 
 
 def eval_path(run_dir: str, weights: str) -> str:
@@ -495,7 +657,8 @@ def main():
     )
     parser.add_argument(
         "--runs",
-        help="Comma-separated runs ARM_sSEED, trained in this order; default: the study's.",
+        help="Comma-separated runs ARM_sSEED (or a study's {CHOICE}_... template), trained in "
+        "this order; default: the study's.",
     )
     parser.add_argument(
         "--collect_only",
@@ -515,9 +678,9 @@ def main():
         name.strip() for name in (args.runs or ",".join(study.runs)).split(",") if name.strip()
     ]
     for name in names:
-        parse_run(study, name)
+        check_run_name(study, name)
     for name in [] if args.collect_only else names:
-        run_one(study, args, name, extra)
+        run_one(study, args, resolve_run(study, args.runs_dir, name), extra)
         write_results(study, args)
     if args.collect_only:
         write_results(study, args)
