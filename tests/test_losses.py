@@ -49,12 +49,24 @@ def reference_relaxed_cross_entropy(labels, logits, window, ignore_label=IGNORE)
     return float(np.mean(losses)) if losses else 0.0
 
 
-def reference_consistency(student, teacher):
-    return float(np.mean(np.sum((student.astype(np.float64) - teacher) ** 2, axis=-1)))
+def reference_consistency(student, teacher, class_reduction="sum", confident=None):
+    """Loops over pixels: the squared distance summed (or averaged) over classes, kept where
+    confident, averaged over every pixel."""
+    total = 0.0
+    batch, height, width, classes = student.shape
+    for b in range(batch):
+        for y in range(height):
+            for x in range(width):
+                if confident is not None and not confident[b, y, x]:
+                    continue
+                squared = np.sum((student[b, y, x].astype(np.float64) - teacher[b, y, x]) ** 2)
+                total += squared / (classes if class_reduction == "mean" else 1)
+    return total / (batch * height * width)
 
 
-def reference_scl(student, teacher, box_masks):
-    """Per box the mean over ordered visible pairs of the dense pair matrices; summed, / B."""
+def reference_scl(student, teacher, box_masks, confident=None):
+    """Per box the mean over ordered visible pairs of the dense pair matrices, the pairs with
+    a pixel that is not confident set to 0; summed, / B."""
     total = 0.0
     for b in range(box_masks.shape[0]):
         for mask in box_masks[b]:
@@ -65,7 +77,11 @@ def reference_scl(student, teacher, box_masks):
             t = teacher[b].reshape(-1, teacher.shape[-1])[visible].astype(np.float64)
             s /= np.linalg.norm(s, axis=1, keepdims=True)
             t /= np.linalg.norm(t, axis=1, keepdims=True)
-            total += np.mean((s @ s.T - t @ t.T) ** 2)
+            squared = (s @ s.T - t @ t.T) ** 2
+            if confident is not None:
+                kept = confident[b].ravel()[visible] > 0
+                squared *= np.outer(kept, kept)
+            total += np.mean(squared)
     return total / student.shape[0]
 
 
@@ -211,6 +227,51 @@ def test_consistency_rejects_mismatched_shapes(data):
     student, teacher, _ = data
     with pytest.raises(ValueError, match="teacher_probs"):
         consistency_loss(student, teacher[:1])
+    with pytest.raises(ValueError, match="class_reduction"):
+        consistency_loss(student, teacher, class_reduction="max")
+
+
+@pytest.fixture(scope="module")
+def confident(data):
+    """A 0/1 confidence mask: the teacher's top probability >= 0.3 (about half the pixels)."""
+    _, teacher, _ = data
+    mask = (teacher.max(axis=-1) >= 0.3).astype(np.float32)
+    assert 0.2 < mask.mean() < 0.8
+    return mask
+
+
+@pytest.mark.parametrize("class_reduction", ["sum", "mean"])
+@pytest.mark.parametrize("gated", [False, True])
+def test_consistency_readings_and_pixel_gate_match_reference(
+    data, confident, class_reduction, gated
+):
+    student, teacher, _ = data
+    mask = confident if gated else None
+    loss = consistency_loss(student, teacher, class_reduction=class_reduction, confident=mask)
+    expected = reference_consistency(student, teacher, class_reduction, mask)
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+
+def test_consistency_mean_reading_is_the_sum_over_classes(data):
+    student, teacher, _ = data
+    total = consistency_loss(student, teacher, class_reduction="sum")
+    mean = consistency_loss(student, teacher, class_reduction="mean")
+    np.testing.assert_allclose(float(total), CLASSES * float(mean), rtol=1e-6)
+
+
+def test_consistency_gate_sends_no_gradient_to_pixels_it_leaves_out(data, confident):
+    student, teacher, _ = data
+    student = tf.Variable(student)
+    with tf.GradientTape() as tape:
+        loss = consistency_loss(student, teacher, confident=confident)
+    gradient = tape.gradient(loss, student).numpy()
+    assert np.all(gradient[confident == 0] == 0.0)
+    pixels = BATCH * HEIGHT * WIDTH
+    np.testing.assert_allclose(
+        gradient[confident == 1],
+        2 * (student.numpy() - teacher)[confident == 1] / pixels,
+        rtol=1e-5,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +282,63 @@ def test_exact_matches_dense_reference(data):
     student, teacher, masks = data
     loss = structured_consistency_loss(student, teacher, masks)
     np.testing.assert_allclose(float(loss), reference_scl(student, teacher, masks), rtol=1e-5)
+
+
+def test_pixel_gate_keeps_pairs_of_confident_pixels_in_every_mode(data, confident):
+    student, teacher, masks = data
+    expected = reference_scl(student, teacher, masks, confident)
+    assert 0 < expected < reference_scl(student, teacher, masks)
+    largest_box = int(masks.sum(axis=(2, 3)).max())
+    for mode, num_pairs in (("exact", None), ("pairs", largest_box**2), ("pixels", largest_box)):
+        loss = structured_consistency_loss(
+            student, teacher, masks, num_pairs=num_pairs, mode=mode, seed=0, confident=confident
+        )
+        np.testing.assert_allclose(float(loss), expected, rtol=1e-5, err_msg=mode)
+    ones = structured_consistency_loss(student, teacher, masks, confident=np.ones_like(confident))
+    np.testing.assert_allclose(float(ones), reference_scl(student, teacher, masks), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_pixel_gate_gradient_matches_finite_differences_and_spares_the_rest(data, confident):
+    student, teacher, masks = data
+    _, gradient, _ = scl_gradients(student, teacher, masks, confident=confident)
+    gradient = gradient.numpy().astype(np.float64)
+    left_out = (confident == 0) | (masks.sum(axis=1) == 0)
+    assert np.all(gradient[left_out] == 0.0)
+    rng = np.random.default_rng(5)
+    step = 1e-5
+    for _ in range(3):
+        direction = rng.normal(size=student.shape) * (~left_out)[..., None]
+        slope = (
+            reference_scl(student + step * direction, teacher, masks, confident)
+            - reference_scl(student - step * direction, teacher, masks, confident)
+        ) / (2 * step)
+        np.testing.assert_allclose(np.sum(gradient * direction), slope, rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, num_pairs", [("pairs", 40), ("pixels", 12)])
+def test_pixel_gated_sampled_modes_are_unbiased(data, confident, mode, num_pairs):
+    student, teacher, masks = data
+    seeds = keras.random.SeedGenerator(seed=6)
+
+    @tf.function(jit_compile=True)
+    def estimate():
+        return structured_consistency_loss(
+            student,
+            teacher,
+            masks,
+            num_pairs=num_pairs,
+            mode=mode,
+            seed=seeds,
+            confident=confident,
+        )
+
+    estimates = np.array([float(estimate()) for _ in range(200)])
+    standard_error = estimates.std(ddof=1) / np.sqrt(len(estimates))
+    expected = reference_scl(student, teacher, masks, confident)
+    assert standard_error > 0
+    assert abs(estimates.mean() - expected) < 3 * standard_error
 
 
 @pytest.mark.slow

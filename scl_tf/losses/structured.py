@@ -7,6 +7,9 @@ box's visible pixels ``T_n`` (``i = j`` included, as in eq. 8)::
     L_n = 1 / |T_n|^2 * sum_{i, j in T_n} (a^s_ij - a^t_ij)^2
 
 and returns ``sum_n L_n`` (eq. 10) averaged over the batch. An empty box contributes 0.
+Given a ``confident`` mask m (a confidence gate on the teacher), only pairs of two confident
+pixels count: ``L_n = 1 / |T_n|^2 * sum_{i, j in T_n} m_i m_j (a^s_ij - a^t_ij)^2``, still
+over all ``|T_n|^2`` pairs, as the masked pixel-wise loss keeps its mean over all pixels.
 
 Three modes, all XLA-compilable with static shapes:
 
@@ -66,7 +69,7 @@ _INT32_MAX = 2**31 - 1
 
 
 def structured_consistency_loss(
-    student_probs, teacher_probs, box_masks, num_pairs=None, mode="exact", seed=None
+    student_probs, teacher_probs, box_masks, num_pairs=None, mode="exact", seed=None, confident=None
 ):
     """Structured consistency loss between student and teacher inside CutMix boxes.
 
@@ -85,6 +88,9 @@ def structured_consistency_loss(
             call, also inside a compiled train step, the generator's state advancing), under
             the JAX backend also a JAX PRNG key, or None (Keras' global generator; not usable
             inside ``jax.jit``). The sample is a deterministic function of the seed.
+        confident: None, or [B, H, W] of 0/1 values: only pairs of two pixels with 1 count
+            (the per-box mean still divides by all ``|T_n|^2`` pairs); sampled modes draw
+            from all visible pixels as without it.
 
     Returns:
         float32 scalar: sum over boxes of the per-box mean, averaged over the batch.
@@ -95,21 +101,27 @@ def structured_consistency_loss(
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-    _check_shapes(student_probs, teacher_probs, box_masks)
+    _check_shapes(student_probs, teacher_probs, box_masks, confident)
     student = ops.cast(student_probs, "float32")
     teacher = ops.stop_gradient(ops.cast(teacher_probs, "float32"))
+    if confident is not None:
+        confident = ops.stop_gradient(ops.cast(confident, "float32"))
     if mode == "exact":
-        box_losses = _exact_box_losses(student, teacher, box_masks)
+        box_losses = _exact_box_losses(student, teacher, box_masks, confident)
     elif mode == "pairs":
         _check_num_pairs(num_pairs, mode, minimum=1)
-        box_losses = _pair_sampled_box_losses(student, teacher, box_masks, num_pairs, seed)
+        box_losses = _pair_sampled_box_losses(
+            student, teacher, box_masks, num_pairs, seed, confident
+        )
     else:
         _check_num_pairs(num_pairs, mode, minimum=2)
-        box_losses = _pixel_sampled_box_losses(student, teacher, box_masks, num_pairs, seed)
+        box_losses = _pixel_sampled_box_losses(
+            student, teacher, box_masks, num_pairs, seed, confident
+        )
     return ops.sum(box_losses) / student.shape[0]
 
 
-def _check_shapes(student_probs, teacher_probs, box_masks):
+def _check_shapes(student_probs, teacher_probs, box_masks, confident):
     student_shape = tuple(student_probs.shape)
     if len(student_shape) != 4 or None in student_shape:
         raise ValueError(
@@ -130,6 +142,11 @@ def _check_shapes(student_probs, teacher_probs, box_masks):
         raise ValueError(
             f"`box_masks` must have shape [B, Nbox, H, W] = [{batch}, Nbox, {height}, {width}]"
             f" with a static Nbox, got {mask_shape}."
+        )
+    if confident is not None and tuple(confident.shape) != (batch, height, width):
+        raise ValueError(
+            f"`confident` must have shape [B, H, W] = [{batch}, {height}, {width}], got "
+            f"{tuple(confident.shape)}."
         )
 
 
@@ -173,14 +190,21 @@ def _visible_counts(box_masks):
 # Exact mode
 
 
-def _exact_box_losses(student, teacher, box_masks):
-    """float32 [B, Nbox]: L_n over all ordered pairs, with a memory-lean custom gradient."""
+def _exact_box_losses(student, teacher, box_masks, confident=None):
+    """float32 [B, Nbox]: L_n over all ordered pairs, with a memory-lean custom gradient.
+
+    With ``confident`` the rows read are those of the boxes' confident pixels (0/1 masks, so
+    the Grams and the gradient of the masked rows are those of the pairs of two confident
+    pixels), while the schedule and ``|T_n|`` come from the unmasked boxes.
+    """
     batch, num_boxes = box_masks.shape[:2]
     classes = student.shape[-1]
 
     @ops.custom_gradient
     def box_losses(student, teacher, box_masks):
         schedule = _chunk_schedule(box_masks)
+        if confident is not None:
+            box_masks = ops.cast(box_masks, "float32") * confident[:, None]
         grams = _box_grams(student, teacher, box_masks, schedule)
         student_gram = grams[:, :classes, :classes]
         cross_gram = grams[:, :classes, classes:]
@@ -381,7 +405,7 @@ def _pull_back(student, teacher, box_masks, schedule, pullback):
 # Sampled modes
 
 
-def _pair_sampled_box_losses(student, teacher, box_masks, num_pairs, seed):
+def _pair_sampled_box_losses(student, teacher, box_masks, num_pairs, seed, confident=None):
     """float32 [B, Nbox]: L_n over all pairs, or over num_pairs uniform random pairs."""
     batch, num_boxes = box_masks.shape[:2]
     counts = _visible_counts(box_masks)[..., None]
@@ -402,10 +426,15 @@ def _pair_sampled_box_losses(student, teacher, box_masks, num_pairs, seed):
         return ops.sum(rows[:, :, :num_pairs] * rows[:, :, num_pairs:], axis=-1)
 
     squared = ops.square(similarities(student) - similarities(teacher)) * valid
+    if confident is not None:
+        pair_confident = ops.reshape(
+            ops.take(ops.reshape(confident, (-1,)), ops.reshape(pixels, (-1,))), pixels.shape
+        )
+        squared = squared * pair_confident[..., :num_pairs] * pair_confident[..., num_pairs:]
     return ops.sum(squared, axis=-1) / ops.maximum(ops.sum(valid, axis=-1), 1.0)
 
 
-def _pixel_sampled_box_losses(student, teacher, box_masks, num_pixels, seed):
+def _pixel_sampled_box_losses(student, teacher, box_masks, num_pixels, seed, confident=None):
     """float32 [B, Nbox]: L_n over all pixels, or the U-statistic over num_pixels draws."""
     batch, num_boxes = box_masks.shape[:2]
     counts = _visible_counts(box_masks)
@@ -417,6 +446,8 @@ def _pixel_sampled_box_losses(student, teacher, box_masks, num_pixels, seed):
     valid = ops.cast(valid, "float32")[..., None]
 
     pixels = _visible_pixel_indices(box_masks, ranks)
+    if confident is not None:  # a drawn pixel that is not confident adds no pair
+        valid = valid * _gather_pixels(confident[..., None], pixels)
     student_rows = _normalise_rows(_gather_pixels(student, pixels)) * valid
     teacher_rows = _normalise_rows(_gather_pixels(teacher, pixels)) * valid
 
