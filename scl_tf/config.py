@@ -121,6 +121,10 @@ class PipelineConfig:
     cutmix_boxes: int = 32
     scl_boxes: int = 16
     cutmix_area: float = 0.5
+    # The box rule (0 = off, the paper's N as given): N becomes the largest count, at most
+    # cutmix_boxes, whose typical box spans at least this many output cells a side, and Nbox
+    # keeps the ratio scl_boxes / cutmix_boxes (see with_box_rule).
+    cutmix_min_box_cells: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -151,6 +155,43 @@ class PipelineConfig:
             )
         if not 0.0 < self.cutmix_area < 1.0:
             raise ConfigError(f"--cutmix_area: must be in (0, 1), got {self.cutmix_area}")
+        if not 0.0 <= self.cutmix_min_box_cells < float("inf"):
+            raise ConfigError(
+                f"--cutmix_min_box_cells: must be >= 0, got {self.cutmix_min_box_cells}"
+            )
+
+    def with_box_rule(self, output_stride: int) -> PipelineConfig:
+        """This config with N and Nbox set by the box rule (itself when the rule is off).
+
+        Raises:
+          ConfigError: even one box covering --cutmix_area is smaller than the minimum.
+        """
+        if not self.cutmix_min_box_cells:
+            return self
+        from scl_tf.data.cutmix import box_count_for_min_cells, typical_box_cells
+
+        height, width = self.crop_size
+        num_boxes = box_count_for_min_cells(
+            height,
+            width,
+            output_stride,
+            self.cutmix_min_box_cells,
+            self.cutmix_boxes,
+            self.cutmix_area,
+        )
+        if num_boxes == 0:
+            largest = typical_box_cells(height, width, 1, self.cutmix_area, output_stride)
+            raise ConfigError(
+                f"--cutmix_min_box_cells: {self.cutmix_min_box_cells:g} cells a side is more "
+                f"than one box covering --cutmix_area={self.cutmix_area:g} of a {height}x{width} "
+                f"crop spans at output stride {output_stride} ({largest:.1f})"
+            )
+        scl_boxes = round(num_boxes * self.scl_boxes / self.cutmix_boxes)
+        return dataclasses.replace(
+            self,
+            cutmix_boxes=num_boxes,
+            scl_boxes=max(scl_boxes, 1) if self.scl_boxes else 0,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +214,8 @@ class ModelConfig:
                 f"--low_level_stride: must be 2 or 4 (or 0 for the default), "
                 f"got {self.low_level_stride}"
             )
-        if self.weights not in (None, "imagenet") and not os.path.isfile(self.weights):
-            raise ConfigError(f"--weights: no such file: {self.weights}")
+        if self.weights not in (None, "imagenet") and not os.path.exists(self.weights):
+            raise ConfigError(f"--weights: no such file or model dir: {self.weights}")
         if self.decoder_convs < 1:
             raise ConfigError(f"--decoder_convs: must be >= 1, got {self.decoder_convs}")
         if self.decoder_kernel_size not in (1, 3):
@@ -199,6 +240,9 @@ class TrainConfig:
     eval_weights: str = "ema"
     lambda_c: float = 20.0
     lambda_sc: float = 3.0
+    consistency_class_reduction: str = "sum"
+    confidence_threshold: float = 0.0
+    confidence_form: str = "batch"
     rampup_steps: int = 0
     scl_mode: str = "pairs"
     num_pairs: int = 9000
@@ -254,6 +298,10 @@ class TrainConfig:
         for name in ("eval_images", "image_every", "rampup_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.confidence_threshold < 1.0:
+            raise ConfigError(
+                f"--confidence_threshold: must be in [0, 1), got {self.confidence_threshold}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +317,9 @@ class Config:
     def __post_init__(self):
         if self.model_dir is None:
             raise ConfigError("--model_dir: required")
+        # The box rule needs the crop and the output stride: resolved here, once, so that every
+        # reader of pipeline.cutmix_boxes / scl_boxes sees the counts the run uses.
+        object.__setattr__(self, "pipeline", self.pipeline.with_box_rule(self.model.output_stride))
 
 
 def _require_dir(flag: str, path: str) -> None:

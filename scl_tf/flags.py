@@ -141,9 +141,11 @@ def _define_eval_weights_flag() -> None:
 @functools.cache
 def define_train_flags() -> None:
     """python -m scl_tf.train: Config (data, pipeline, model, training)."""
+    from scl_tf.losses.consistency import CLASS_REDUCTIONS
     from scl_tf.losses.structured import MODES
     from scl_tf.training.distribute import STRATEGIES
     from scl_tf.training.optim import WEIGHT_DECAY_MODES
+    from scl_tf.training.scl_model import CONFIDENCE_FORMS
 
     define_data_flags()
     _define_model_dir_flag()
@@ -194,6 +196,14 @@ def define_train_flags() -> None:
     flags.DEFINE_float(
         "cutmix_area", pipeline.cutmix_area, "Expected share of the image covered by the boxes."
     )
+    flags.DEFINE_float(
+        "cutmix_min_box_cells",
+        pipeline.cutmix_min_box_cells,
+        "The box rule: N becomes the largest count, at most --cutmix_boxes, whose typical "
+        "box spans at least this many output cells (crop / --output_stride) a side, and "
+        "Nbox keeps the ratio --scl_boxes / --cutmix_boxes; 0 = off (N as given). The "
+        "paper's 32 boxes on 896x896 crops at stride 8 span 17.5 cells; on 256x320 at 16, 2.8.",
+    )
     flags.DEFINE_integer("seed", pipeline.seed, "Seed of all data randomness (and of the run).")
 
     model = ModelConfig
@@ -208,9 +218,11 @@ def define_train_flags() -> None:
         model.weights,
         "imagenet: the backbone's ImageNet weights (efficientnet_lite0 from an "
         "installed package; mobilenetv2, resnet50, resnet101 through Keras' "
-        "cache); or a file: a full model (.weights.h5, or .keras such as a run's "
-        "model.keras, to warm-start), or ImageNet backbone weights (.h5). Empty "
-        "(--weights=) clears a flag file's weights: random initialisation.",
+        "cache); a model dir of scl_tf.train, to warm-start from its model.keras (the run's "
+        "--eval_weights; the teacher starts equal to it, and another backbone, head or class "
+        "count is refused); or a file: a full model (.weights.h5, or .keras), or ImageNet "
+        "backbone weights (.h5). Empty (--weights=) clears a flag file's weights: random "
+        "initialisation.",
     )
     flags.DEFINE_bool(
         "sync_batchnorm", model.sync_batchnorm, "Synchronized BatchNormalization across replicas."
@@ -258,6 +270,29 @@ def define_train_flags() -> None:
     flags.DEFINE_float("lambda_c", train.lambda_c, "Weight of the consistency loss (0 = off).")
     flags.DEFINE_float(
         "lambda_sc", train.lambda_sc, "Weight of the structured consistency loss (0 = off)."
+    )
+    flags.DEFINE_enum(
+        "consistency_class_reduction",
+        train.consistency_class_reduction,
+        CLASS_REDUCTIONS,
+        "How eq. 4's squared difference is reduced over the C classes: sum (the paper as "
+        "written) or mean (PyTorch's mse_loss). No code of the paper is public; with mean, "
+        "lambda_c 20 is 20 / C in the summed form (1.05 on Cityscapes: French et al.'s weight "
+        "of 1, on which the paper builds), sum weighs the term C times more.",
+    )
+    flags.DEFINE_float(
+        "confidence_threshold",
+        train.confidence_threshold,
+        "Gate the unlabeled terms on the teacher's confidence: target pixels whose top "
+        "probability is >= this count as confident (French et al.: 0.97); 0 = off (the paper).",
+    )
+    flags.DEFINE_enum(
+        "confidence_form",
+        train.confidence_form,
+        CONFIDENCE_FORMS,
+        "With --confidence_threshold: batch scales both unlabeled terms by the batch's share "
+        "of confident target pixels (French et al.); pixel counts only confident pixels in "
+        "L_c and only pairs of two in L_sc, each still averaged over all pixels (FixMatch).",
     )
     flags.DEFINE_integer(
         "rampup_steps",

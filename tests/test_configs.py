@@ -185,6 +185,11 @@ def test_an_empty_labeled_list_clears_the_flag_files_for_another_split(parse, tm
         ("--decoder_convs=0", "--decoder_convs"),
         ("--decoder_kernel_size=5", "--decoder_kernel_size"),
         ("--data_dir=/no/such/dir", "--data_dir"),
+        ("--confidence_threshold=1", "--confidence_threshold"),
+        ("--confidence_threshold=-0.1", "--confidence_threshold"),
+        ("--cutmix_min_box_cells=-1", "--cutmix_min_box_cells"),
+        ("--cutmix_min_box_cells=100", "--cutmix_min_box_cells"),
+        ("--weights=/no/such/run", "--weights"),
     ],
 )
 def test_contradictory_flags_name_the_flag(parse, argument, flag):
@@ -208,3 +213,38 @@ def test_crop_larger_than_the_scaled_images_stops_before_training(parse):
     check_crop_fits(
         files, parse("--flagfile=configs/demo.flags", "--crop_size=720x960", "--scale_max=2.0")
     )
+
+
+def test_box_rule_sets_n_and_nbox_from_the_crop_and_the_stride(parse, tmp_path):
+    """The recipe study's rule: 8 output cells a side on 256x320 crops at stride 16 leaves 4 of
+    the 32 boxes (8.1 cells each) and 2 of the 16 SCL boxes; off, the flags' counts stand."""
+    arguments = ("--flagfile=configs/camvid_semi_1-8_imagenet.flags", f"--data_dir={tmp_path}")
+    plain = parse(*arguments)
+    assert (plain.pipeline.cutmix_boxes, plain.pipeline.scl_boxes) == (32, 16)
+    ruled = parse(*arguments, "--cutmix_boxes=32", "--scl_boxes=16", "--cutmix_min_box_cells=8")
+    assert (ruled.pipeline.cutmix_boxes, ruled.pipeline.scl_boxes) == (4, 2)
+    assert StepConfig.from_config(ruled).scl_boxes == 2
+    # Stride 8 doubles the cells: 8 cells a side allows more, smaller (in pixels) boxes.
+    finer = parse(*arguments, "--cutmix_min_box_cells=8", "--output_stride=8")
+    assert finer.pipeline.cutmix_boxes > 4
+    # Resolving again (a run's config.json read back) changes nothing.
+    assert ruled.pipeline.with_box_rule(16) == ruled.pipeline
+    with pytest.raises(
+        config_lib.ConfigError, match=r"--cutmix_min_box_cells: 13 cells .* \(12.9\)"
+    ):
+        parse(*arguments, "--cutmix_min_box_cells=13")
+
+
+def test_unlabeled_gate_and_reading_flags_reach_the_step(parse, tmp_path):
+    config = parse(
+        "--flagfile=configs/camvid_semi_1-8_imagenet.flags",
+        f"--data_dir={tmp_path}",
+        "--consistency_class_reduction=mean",
+        "--confidence_threshold=0.97",
+        "--confidence_form=pixel",
+    )
+    step = StepConfig.from_config(config)
+    assert (step.consistency_class_reduction, step.confidence_threshold) == ("mean", 0.97)
+    assert step.confidence_form == "pixel"
+    default = StepConfig.from_config(parse("--flagfile=configs/demo.flags"))
+    assert (default.consistency_class_reduction, default.confidence_threshold) == ("sum", 0.0)

@@ -65,3 +65,17 @@ def test_masks_match_painting_later_boxes_cover_earlier():
 def test_base_area_solves_for_the_expected_union():
     base = cutmix.base_box_area(40, 60, 8, 0.3)
     assert abs(cutmix.expected_union(base, 40, 60, 8) - 0.3) < 1e-3
+
+
+def test_box_rule_keeps_boxes_of_the_asked_size_in_output_cells():
+    # The paper: 32 boxes over half of an 896x896 crop at stride 8 span 17.5 cells a side.
+    assert cutmix.typical_box_cells(896, 896, 32, 0.5, 8) == pytest.approx(17.5, abs=0.05)
+    assert cutmix.box_count_for_min_cells(896, 896, 8, 17.4, 32, 0.5) == 32
+    # A 256x320 crop at stride 16: 2.8 cells with 32 boxes; 8 cells leaves 4 boxes.
+    assert cutmix.typical_box_cells(256, 320, 32, 0.5, 16) == pytest.approx(2.78, abs=0.01)
+    count = cutmix.box_count_for_min_cells(256, 320, 16, 8, 32, 0.5)
+    assert count == 4
+    assert cutmix.typical_box_cells(256, 320, count, 0.5, 16) >= 8
+    assert cutmix.typical_box_cells(256, 320, count + 1, 0.5, 16) < 8
+    assert cutmix.box_count_for_min_cells(256, 320, 16, 8, 3, 0.5) == 3  # at most max_boxes
+    assert cutmix.box_count_for_min_cells(256, 320, 16, 13, 32, 0.5) == 0  # not even one

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_losses import reference_consistency, reference_scl
 from train_helpers import random_batch, tiny_segmenter
 
 from scl_tf.data.augment import apply_photometric
@@ -57,6 +58,56 @@ def test_total_is_the_weighted_sum_and_labeled_term_is_relaxed_ce():
     assert float(shares["loss"]) == pytest.approx(float(total), rel=1e-6)
     labels = batch["labeled"]["label"].numpy()
     assert float(shares["scored"]) == np.sum(labels != 255)
+
+
+def step_and_references(**gate):
+    """One step's shares with a gate, and the student probabilities, teacher target and box
+    masks of its unlabeled half, taken apart from the same (seeded) model."""
+    config = StepConfig(lambda_c=2.0, lambda_sc=3.0, scl_mode="exact", scl_boxes=4, **gate)
+    model = make_model(config, batchnorm=False)
+    batch = random_batch(seed=5)
+    shares = model.compute_losses(batch)
+    mixed, target, masks = model.cutmix_batch(batch["unlabeled"])  # no photometric keys
+    student = tf.nn.softmax(model.student(mixed, training=True)).numpy()
+    return shares, student, target.numpy(), masks.numpy()
+
+
+@pytest.fixture(scope="module")
+def median_confidence():
+    """A threshold that half of the test batch's target pixels reach."""
+    _, _, target, _ = step_and_references()
+    return float(np.median(target.max(axis=-1)))
+
+
+@pytest.mark.parametrize("class_reduction", ["sum", "mean"])
+@pytest.mark.parametrize("form", ["batch", "pixel"])
+def test_confidence_gate_and_class_reduction_match_numpy(median_confidence, form, class_reduction):
+    shares, student, target, masks = step_and_references(
+        consistency_class_reduction=class_reduction,
+        confidence_threshold=median_confidence,
+        confidence_form=form,
+    )
+    confident = (target.max(axis=-1) >= median_confidence).astype(np.float32)
+    share = confident.mean()
+    assert 0.3 < share < 0.7
+    assert float(shares["confident_share"]) == pytest.approx(share, rel=1e-6)
+    mask = confident if form == "pixel" else None
+    expected_c = reference_consistency(student, target, class_reduction, mask)
+    expected_sc = reference_scl(student, target, masks, mask)
+    assert float(shares["loss_c"]) == pytest.approx(expected_c, rel=1e-4)
+    # The exact SCL is a difference of Gram norms in float32: 1e-4 relative from float64.
+    assert float(shares["loss_sc"]) == pytest.approx(expected_sc, rel=1e-3)
+    scale = share if form == "batch" else 1.0
+    total = float(shares["loss_x"]) + scale * (2.0 * expected_c + 3.0 * expected_sc)
+    assert float(shares["loss"]) == pytest.approx(total, rel=1e-3)
+
+
+def test_without_a_threshold_no_share_is_logged_and_nothing_is_gated():
+    shares, student, target, masks = step_and_references()
+    assert "confident_share" not in shares
+    assert float(shares["loss_c"]) == pytest.approx(
+        reference_consistency(student, target), rel=1e-4
+    )
 
 
 @pytest.mark.slow

@@ -74,6 +74,41 @@ def base_box_area(height: int, width: int, num_boxes: int, area: float) -> float
     return 0.5 * (low + high)
 
 
+def typical_box_cells(
+    height: int, width: int, num_boxes: int, area: float, output_stride: int
+) -> float:
+    """Side, in output cells, of the typical box: a square of the base area (the sampler's
+    boxes are 0.5 to 1.5 times that area, aspect 1/2 to 2)."""
+    return (base_box_area(height, width, num_boxes, area) * height * width) ** 0.5 / output_stride
+
+
+def box_count_for_min_cells(
+    height: int, width: int, output_stride: int, min_cells: float, max_boxes: int, area: float
+) -> int:
+    """The box rule: the largest N <= max_boxes whose typical box spans >= min_cells cells.
+
+    Fewer boxes covering the same `area` are larger; N = 32 over half of a 256x320 crop at
+    output stride 16 gives boxes of 2.8 cells a side, N = 4 gives 8.1. The paper's N = 32 over
+    half of an 896x896 crop at stride 8 gives 17.5.
+
+    Returns:
+      N in 1..max_boxes, or 0 where even one box of `area` is smaller than min_cells.
+    """
+
+    def large_enough(num_boxes: int) -> bool:
+        return typical_box_cells(height, width, num_boxes, area, output_stride) >= min_cells
+
+    # The side shrinks as N grows: a binary search for the last N that is large enough.
+    low, high = 0, max_boxes
+    while low < high:
+        middle = (low + high + 1) // 2
+        if large_enough(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def sample_boxes(
     seed, height: int, width: int, num_boxes: int = 32, area: float = 0.5
 ) -> tf.Tensor:

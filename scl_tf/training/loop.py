@@ -26,7 +26,7 @@ from scl_tf.training import summaries
 from scl_tf.training.checkpoints import RunCheckpoints
 from scl_tf.training.distribute import is_chief, select_strategy
 from scl_tf.training.optim import build_optimizer
-from scl_tf.training.scl_model import LOSS_TERMS, SCLModel, StepConfig
+from scl_tf.training.scl_model import CONFIDENT_SHARE, LOSS_TERMS, SCLModel, StepConfig
 from scl_tf.training.validation import validate
 
 
@@ -205,6 +205,7 @@ def train(
         val_samples = val_samples[: train_config.eval_images]
     spec = files.spec
     runs.check_resumable(model_dir, config, spec.num_classes)
+    runs.check_warm_start(config.model, spec.num_classes)
     preflight.preflight(
         files.labeled,
         files.unlabeled,
@@ -270,7 +271,7 @@ def train(
         start,
         max(steps, 1),
         verbose=1 if verbose else 0,
-        stateful_metrics=["lr", *LOSS_TERMS, "accuracy"],
+        stateful_metrics=["lr", *LOSS_TERMS, "accuracy", CONFIDENT_SHARE],
     )
     if verbose and chief:
         print(

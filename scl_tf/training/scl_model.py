@@ -7,7 +7,8 @@ One step, per replica:
                 the student on u_m = mix(u_a, u_b) against mix(p_t(u_a), p_t(u_b)):
                 consistency L_c and structured consistency L_sc on the last Nbox boxes;
   3. L = L_x + lambda_c L_c + lambda_sc L_sc (the unlabeled terms optionally ramped up over
-     the first steps, off by default as in the paper), one SGD step on the student;
+     the first steps, and optionally gated on the teacher's confidence, both off by default
+     as in the paper), one SGD step on the student;
   4. teacher <- ema * teacher + (1 - ema) * student, for every weight and BN statistic.
 x and u_m go through the student as one batch, so BatchNormalization sees both, as with the
 paper's one labeled and one unlabeled image per GPU.
@@ -31,6 +32,11 @@ from scl_tf.data.pipeline import apply_photometric
 from scl_tf.losses import consistency_loss, relaxed_cross_entropy, structured_consistency_loss
 
 LOSS_TERMS = ("loss", "loss_x", "loss_c", "loss_sc")
+# The logged share of confident target pixels, with --confidence_threshold.
+CONFIDENT_SHARE = "confident_share"
+# --confidence_form: "batch" scales the unlabeled terms by the batch's confident share (French
+# et al.), "pixel" keeps only confident pixels (FixMatch; see compute_losses).
+CONFIDENCE_FORMS = ("batch", "pixel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +46,9 @@ class StepConfig:
 
     lambda_c: float = TrainConfig.lambda_c
     lambda_sc: float = TrainConfig.lambda_sc
+    consistency_class_reduction: str = TrainConfig.consistency_class_reduction
+    confidence_threshold: float = TrainConfig.confidence_threshold
+    confidence_form: str = TrainConfig.confidence_form
     scl_mode: str = TrainConfig.scl_mode
     num_pairs: int = TrainConfig.num_pairs
     relax_window: int = TrainConfig.relax_window
@@ -169,7 +178,7 @@ class SCLModel(keras.Model):
         teacher_a, teacher_b = self.teacher_probabilities(u_a, u_b)
         return paste(mix, u_a, u_b), paste(mix, teacher_a, teacher_b), box_masks
 
-    def _structured_consistency(self, student_probs, teacher_probs, box_masks):
+    def _structured_consistency(self, student_probs, teacher_probs, box_masks, confident=None):
         config = self.step_config
         return structured_consistency_loss(
             student_probs,
@@ -178,14 +187,39 @@ class SCLModel(keras.Model):
             num_pairs=config.num_pairs,
             mode=config.scl_mode,
             seed=self.scl_seed,
+            confident=confident,
         )
+
+    def confidence_gate(self, target):
+        """The confidence gate of the unlabeled terms, from the CutMixed teacher target.
+
+        Args:
+          target: float32 [B, h, w, C], this replica's teacher probabilities.
+        Returns:
+          (scale: float32 scalar multiplying both unlabeled terms, confident: float32
+          [B, h, w] 0/1 mask of the pixels that count, or None for all of them, this replica's
+          share of the global confident share). Off: (1, None, None).
+        """
+        config = self.step_config
+        if not config.confidence_threshold:
+            return tf.constant(1.0), None, None
+        confident = tf.cast(
+            tf.reduce_max(target, axis=-1) >= config.confidence_threshold, tf.float32
+        )
+        local_confident = tf.reduce_sum(confident)
+        global_pixels = _all_replicas_sum(tf.cast(tf.size(confident), tf.float32))
+        share = local_confident / global_pixels
+        if config.confidence_form == "batch":
+            return _all_replicas_sum(share), None, share
+        return tf.constant(1.0), confident, share
 
     def compute_losses(self, batch):
         """Loss terms of one replica's batch, each as this replica's share of the global value.
 
         Returns:
-          dict of float32 scalars: loss, loss_x, loss_c, loss_sc, and the labeled pixel counts
-          correct and scored (for the accuracy).
+          dict of float32 scalars: loss, loss_x, loss_c, loss_sc, the labeled pixel counts
+          correct and scored (for the accuracy), and with --confidence_threshold the share of
+          confident target pixels (CONFIDENT_SHARE).
         """
         config = self.step_config
         batch = apply_photometric(batch)
@@ -217,17 +251,26 @@ class SCLModel(keras.Model):
         )
         zero = tf.constant(0.0)
         loss_c = loss_sc = zero
+        gate, confident, confident_share = tf.constant(1.0), None, None
         if config.semi_supervised:
             student_probs = tf.nn.softmax(logits[num_labeled:])
+            gate, confident, confident_share = self.confidence_gate(target)
             if config.lambda_c > 0:
-                loss_c = consistency_loss(student_probs, target) / replicas
+                loss_c = (
+                    consistency_loss(
+                        student_probs, target, config.consistency_class_reduction, confident
+                    )
+                    / replicas
+                )
             if config.lambda_sc > 0:
-                loss_sc = self.structured_loss(student_probs, target, box_masks) / replicas
-        unlabeled_loss = config.lambda_c * loss_c + config.lambda_sc * loss_sc
+                loss_sc = (
+                    self.structured_loss(student_probs, target, box_masks, confident) / replicas
+                )
+        unlabeled_loss = gate * (config.lambda_c * loss_c + config.lambda_sc * loss_sc)
         if config.rampup_steps:
             unlabeled_loss *= rampup_weight(self.optimizer.iterations, config.rampup_steps)
         loss = loss_x + unlabeled_loss
-        return {
+        shares = {
             "loss": loss,
             "loss_x": loss_x,
             "loss_c": loss_c,
@@ -235,6 +278,9 @@ class SCLModel(keras.Model):
             "correct": correct,
             "scored": local_scored,
         }
+        if confident_share is not None:
+            shares[CONFIDENT_SHARE] = confident_share
+        return shares
 
     def train_step(self, batch):
         """One optimisation step on one replica's batch; returns its shares (see class doc)."""
