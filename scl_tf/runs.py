@@ -114,6 +114,70 @@ def check_resumable(model_dir: str, config: Config, num_classes: int) -> None:
         )
 
 
+# What a warm start shares with the run it starts from: every flag that shapes a weight (the
+# output stride only sets dilation rates).
+WEIGHT_SHAPE_FLAGS = tuple(name for name in ARCHITECTURE_FLAGS if name != "output_stride")
+
+
+def describe_model(model: ModelConfig, num_classes: int) -> str:
+    """'efficientnet_lite0, 11 classes, low_level_stride default, decoder 2 convs of 3x3'."""
+    low_level = model.low_level_stride or "default"
+    kernel = model.decoder_kernel_size
+    return (
+        f"{model.backbone}, {num_classes} classes, low_level_stride {low_level}, decoder "
+        f"{model.decoder_convs} convs of {kernel}x{kernel}"
+    )
+
+
+def warm_start_file(weights: str | None) -> str | None:
+    """The file --weights loads: a model dir's model.keras (the run's --eval_weights, the EMA
+    teacher by default), else `weights` itself (a file, "imagenet" or None)."""
+    if weights and os.path.isdir(weights):
+        return os.path.join(weights, EXPORT_NAME)
+    return weights
+
+
+def check_warm_start(model: ModelConfig, num_classes: int) -> None:
+    """Refuses --weights that name a run (a model dir, or a .keras file in one) whose model
+    differs from this run's in a weight's shape; a loose file is checked when it loads.
+
+    Raises:
+      ConfigError: naming --weights, the source's model and this run's.
+    """
+    weights = model.weights
+    if weights in (None, "imagenet"):
+        return
+    if os.path.isdir(weights):
+        if not is_run_dir(weights):
+            raise ConfigError(
+                f"--weights: {weights} is a folder but not a model dir of scl_tf.train "
+                f"(no {CONFIG_NAME})"
+            )
+        if not os.path.isfile(warm_start_file(weights)):
+            raise ConfigError(
+                f"--weights: {weights} has not finished training (no {EXPORT_NAME} yet)"
+            )
+        source = weights
+    elif weights.endswith(".keras"):
+        source = find_run_dir(weights, None)
+    else:
+        source = None
+    if source is None:
+        return
+    try:
+        info = read_info(source)
+    except ModelError as error:
+        raise ConfigError(f"--weights: {error}") from None
+    differs = info.num_classes != num_classes or any(
+        getattr(info.model, name) != getattr(model, name) for name in WEIGHT_SHAPE_FLAGS
+    )
+    if differs:
+        raise ConfigError(
+            f"--weights: {weights} holds a model of {describe_model(info.model, info.num_classes)}"
+            f"; this run builds {describe_model(model, num_classes)}"
+        )
+
+
 def is_run_dir(source: str) -> bool:
     """Whether `source` is a model dir written by scl_tf.train."""
     return os.path.isfile(os.path.join(source, CONFIG_NAME))
@@ -164,7 +228,11 @@ def read_info(model_dir: str) -> RunInfo:
 
 def build_networks(model: ModelConfig, num_classes: int):
     """A (student, teacher) pair of DeepLabV3+ `keras.Model`s; only the student loads the
-    config's weights."""
+    config's weights (a model dir's: its model.keras).
+
+    Raises:
+      ConfigError: a weights file that does not fit this model, in one line.
+    """
     from scl_tf.models import build_model
 
     arguments = dict(
@@ -176,7 +244,17 @@ def build_networks(model: ModelConfig, num_classes: int):
         decoder_convs=model.decoder_convs,
         decoder_kernel_size=model.decoder_kernel_size,
     )
-    return build_model(weights=model.weights, **arguments), build_model(**arguments)
+    weights = warm_start_file(model.weights)
+    try:
+        student = build_model(weights=weights, **arguments)
+    except ValueError as error:
+        if weights in (None, "imagenet"):
+            raise
+        raise ConfigError(
+            f"--weights: {weights} does not fit a model of {describe_model(model, num_classes)}"
+            f" ({_first_line(error)})"
+        ) from None
+    return student, build_model(**arguments)
 
 
 def checkpoint_path(model_dir: str, which: str) -> str:

@@ -41,7 +41,8 @@ def test_run_names_parse_and_bad_ones_are_named(runner, study):
         with pytest.raises(SystemExit, match=name):
             runner.parse_run(study, name)
     for each in runner.STUDIES.values():
-        assert all(runner.parse_run(each, name) for name in each.runs)
+        for name in each.runs:
+            runner.check_run_name(each, name)
 
 
 def test_results_gather_every_finished_run_whatever_was_trained(runner, study, tmp_path):
@@ -136,12 +137,84 @@ def test_warm_started_runs_load_their_sources_model_and_wait_for_it(runner, stud
         runner.warm_start_flags(study, str(tmp_path), "finetune_scl_s1")
     (tmp_path / "supervised_s1").mkdir()
     (tmp_path / "supervised_s1" / "model.keras").write_text("")
-    expected = f"--weights={tmp_path / 'supervised_s1' / 'model.keras'}"
+    expected = f"--weights={tmp_path / 'supervised_s1'}"
     assert runner.warm_start_flags(study, str(tmp_path), "finetune_scl_s1") == [expected]
     args = argparse.Namespace(config="study.flags", data_dir="camvid", runs_dir=str(tmp_path))
     command = runner.train_command(study, args, "finetune_supervised_s1", ["--steps=3"])
     assert command[-2:] == [expected, "--steps=3"]  # flags given to the study come last
     assert "--lambda_c=0" in command and "--steps=500" in command
+
+
+def test_recipe_arms_are_the_issues_fixed_before_the_first_run(runner):
+    study = runner.STUDIES["recipe"]
+    flags = {arm: flags for arm, (_, flags) in study.arms.items()}
+    assert study.config == "configs/camvid_semi_1-8_imagenet.flags"
+    assert study.flags == ("--mixed_precision=bfloat16",)
+    assert flags["supervised"] == ["--lambda_c=0", "--lambda_sc=0"]
+    assert flags["supervised_1500"] == [*flags["supervised"], "--steps=1500", "--ema_decay=0.957"]
+    assert flags["warm_paper"] == []  # the flag file: lambda_c 20 summed, lambda_sc 3
+    assert flags["warm_mean"] == ["--consistency_class_reduction=mean"]
+    assert flags["warm_mean_boxes"] == [*flags["warm_mean"], "--cutmix_min_box_cells=8"]
+    gate, pixel = flags["warm_mean_boxes_gate"], flags["warm_mean_boxes_pixel"]
+    assert gate == [
+        *flags["warm_mean_boxes"],
+        "--confidence_threshold=0.97",
+        "--confidence_form=batch",
+    ]
+    assert pixel == [
+        *flags["warm_mean_boxes"],
+        "--confidence_threshold=0.97",
+        "--confidence_form=pixel",
+    ]
+    assert flags["cold_mean_boxes_gate"] == gate and flags["cold_mean_boxes_pixel"] == pixel
+    assert flags["warm_mean_boxes_gate_consistency"][-1] == "--lambda_sc=0"
+    assert flags["warm_mean_teacher_student"][-1] == "--teacher=student"
+    # Warm arms (and their twins) start from S750 of the same seed; cold ones from ImageNet.
+    assert (
+        study.warm_start["warm_paper"] == study.warm_start["warm_mean_consistency"] == "supervised"
+    )
+    assert not any(arm.startswith("cold") for arm in study.warm_start)
+    assert runner.recipe_baseline("warm_mean") == "supervised_1500"
+    assert runner.recipe_baseline("cold_mean_boxes_gate") == "supervised"
+    for name in study.runs:
+        runner.check_run_name(study, name)
+    assert study.runs[:7] == (
+        "supervised_s0",
+        "supervised_1500_s0",
+        "warm_paper_s0",
+        "warm_mean_s0",
+        "warm_mean_boxes_s0",
+        "warm_mean_boxes_gate_s0",
+        "warm_mean_boxes_pixel_s0",
+    )
+
+
+def test_recipe_choices_follow_their_rules_on_seed_0(runner, tmp_path):
+    study = runner.STUDIES["recipe"]
+    scores = {
+        "supervised": 0.54,
+        "supervised_1500": 0.56,
+        "warm_paper": 0.45,
+        "warm_mean": 0.565,
+        "warm_mean_boxes_gate": 0.57,
+        "warm_mean_boxes_pixel": 0.575,
+        "cold_mean_boxes_pixel": 0.55,  # +1.0 over S750, behind the best warm arm's +1.5
+    }
+    assert runner.better_gate(scores) == "cold_mean_boxes_pixel"
+    assert runner.best_arm(scores) == "warm_mean_boxes_pixel"  # +1.5 over S1500
+    for arm, score in scores.items():
+        (tmp_path / f"{arm}_s0").mkdir()
+        (tmp_path / f"{arm}_s0" / "eval_val_ema.json").write_text(json.dumps({"miou": score}))
+    assert runner.seed0_scores(study, str(tmp_path)) == scores
+    resolved = runner.resolve_run(study, str(tmp_path), "{best}_consistency_s2")
+    assert resolved == "warm_mean_boxes_pixel_consistency_s2"
+    assert runner.resolve_run(study, str(tmp_path), "{gate}_s0") == "cold_mean_boxes_pixel_s0"
+    assert runner.resolve_run(study, str(tmp_path), "supervised_s1") == "supervised_s1"
+    (tmp_path / "warm_mean_boxes_pixel_s0" / "eval_val_ema.json").unlink()
+    with pytest.raises(SystemExit, match="needs the finished run warm_mean_boxes_pixel_s0"):
+        runner.resolve_run(study, str(tmp_path), "{gate}_s0")
+    with pytest.raises(SystemExit, match="no choice"):
+        runner.check_run_name(study, "{worst}_s0")
 
 
 def test_arm_summary_and_table(runner, study):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from scl_tf import runs
-from scl_tf.config import Config, DataConfig, ModelConfig, TrainConfig
+from scl_tf.config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig
 
 CLASSES = ("road", "car", "sky")
 
@@ -106,3 +106,58 @@ def test_corrupt_keras_file_is_named_as_unreadable(tmp_path):
     broken.write_bytes(b"PK\x03\x04 not really a zip archive")
     with pytest.raises(runs.ModelError, match=f"{broken}: not a readable .keras model"):
         runs.load_keras(str(broken))
+
+
+@pytest.mark.slow
+def test_a_run_dir_warm_starts_from_its_model_keras(run):
+    config = runs.read_info(run[0]).model
+    warm = dataclasses.replace(config, weights=run[0], output_stride=8)  # dilation only
+    runs.check_warm_start(warm, len(CLASSES))
+    student, _ = runs.build_networks(dataclasses.replace(warm, output_stride=16), len(CLASSES))
+    np.testing.assert_allclose(student(run[1]).numpy(), run[2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"backbone": "resnet50"}, "resnet50, 3 classes"),
+        ({"decoder_convs": 2}, "decoder 2 convs of 1x1"),
+        ({"decoder_kernel_size": 3}, "decoder 1 convs of 3x3"),
+        ({"low_level_stride": 2}, "low_level_stride 2"),
+        ({"num_classes": 11}, "mobilenetv2, 11 classes"),
+    ],
+)
+def test_warm_start_from_another_architecture_is_refused_naming_both(run, change, named):
+    config = runs.read_info(run[0]).model
+    change = dict(change)
+    num_classes = change.pop("num_classes", len(CLASSES))
+    for weights in (run[0], os.path.join(run[0], runs.EXPORT_NAME)):
+        other = dataclasses.replace(config, weights=weights, **change)
+        with pytest.raises(ConfigError) as refused:
+            runs.check_warm_start(other, num_classes)
+        message = str(refused.value)
+        assert message.startswith(f"--weights: {weights} holds a model of mobilenetv2, 3 classes")
+        _, _, built = message.partition("; this run builds ")
+        assert named in built and "\n" not in message
+
+
+def test_warm_start_needs_a_finished_run(tmp_path):
+    config = ModelConfig(backbone="mobilenetv2", weights=str(tmp_path))
+    with pytest.raises(ConfigError, match="not a model dir of scl_tf.train"):
+        runs.check_warm_start(config, 3)
+    (tmp_path / runs.CONFIG_NAME).write_text("{}")
+    with pytest.raises(ConfigError, match=r"has not finished training \(no model.keras yet\)"):
+        runs.check_warm_start(config, 3)
+
+
+@pytest.mark.slow
+def test_a_loose_keras_file_of_another_model_is_one_line(run, tmp_path):
+    loose = tmp_path / "other.keras"
+    os.link(os.path.join(run[0], runs.EXPORT_NAME), loose)
+    config = ModelConfig(backbone="mobilenetv2", output_stride=16, weights=str(loose))
+    runs.check_warm_start(config, 3)  # no run dir around it: checked when it loads
+    with pytest.raises(ConfigError) as refused:
+        runs.build_networks(config, 3)
+    message = str(refused.value)
+    assert message.startswith(f"--weights: {loose} does not fit a model of mobilenetv2")
+    assert "\n" not in message

@@ -159,3 +159,35 @@ def test_killed_and_stopped_run_resumes_like_an_uninterrupted_one(tmp_path):
         np.testing.assert_allclose(value, whole_state[name], rtol=1e-4, atol=1e-6, err_msg=name)
     assert (run / "model.keras").exists() and (run / "labeled_list.txt").exists()
     assert list((run / "logs").iterdir())
+
+
+@pytest.mark.slow
+def test_a_warm_start_from_a_run_dir_starts_the_teacher_at_the_warm_student(tmp_path):
+    """Run B starts from run A's dir at learning rate 0: the student's weights stay A's, so B's
+    EMA teacher keeps A's weights only if it started from them (a teacher built apart, then
+    averaged towards the student, would not)."""
+    from scl_tf import runs
+
+    source, warm = tmp_path / "source", tmp_path / "warm"
+    common = [sys.executable, "-m", "scl_tf.train", *TINY_FLAGS, "--steps=2", "--image_every=0"]
+    subprocess.run(
+        [*common, f"--model_dir={source}", "--lambda_c=0", "--lambda_sc=0"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*common, f"--model_dir={warm}", f"--weights={source}", "--learning_rate=0"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    trained = runs.load_keras(str(source / "model.keras"))
+    teacher = runs.load_keras(str(warm / "model.keras"))  # --eval_weights=ema
+
+    def learned(model):  # BatchNormalization's moving statistics move in training mode
+        return [weight for weight in model.weights if "moving" not in weight.path]
+
+    assert len(learned(trained)) == len(learned(teacher)) > 100
+    for expected, actual in zip(learned(trained), learned(teacher)):
+        np.testing.assert_allclose(actual.numpy(), expected.numpy(), rtol=1e-6, atol=1e-7)

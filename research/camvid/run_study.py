@@ -340,7 +340,7 @@ def parse_run(study: Study, name: str) -> tuple[str, int]:
 
 
 def warm_start_flags(study: Study, runs_dir: str, name: str) -> list[str]:
-    """`--weights=` the model.keras of the run this one starts from, if its arm warm-starts.
+    """`--weights=` the model dir of the run this one starts from, if its arm warm-starts.
 
     Raises:
       SystemExit: that run has not finished training.
@@ -354,7 +354,7 @@ def warm_start_flags(study: Study, runs_dir: str, name: str) -> list[str]:
             f"--runs: {name} starts from {source}, which has not finished "
             f"training; run {study.warm_start[arm]}_s{seed} first"
         )
-    return [f"--weights={os.path.join(source, 'model.keras')}"]
+    return [f"--weights={source}"]
 
 
 def train_command(study: Study, args, name: str, extra: list[str]) -> list[str]:
