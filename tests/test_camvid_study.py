@@ -178,10 +178,12 @@ def test_recipe_arms_are_the_issues_fixed_before_the_first_run(runner):
     assert runner.recipe_baseline("cold_mean_boxes_gate") == "supervised"
     for name in study.runs:
         runner.check_run_name(study, name)
-    assert study.runs[:7] == (
+    assert flags["supervised_fp32"][-1] == "--mixed_precision=none"  # after the study's flags
+    assert study.runs[:8] == (
         "supervised_s0",
         "supervised_1500_s0",
         "warm_paper_s0",
+        "supervised_fp32_s0",
         "warm_mean_s0",
         "warm_mean_boxes_s0",
         "warm_mean_boxes_gate_s0",
