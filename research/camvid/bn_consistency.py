@@ -64,11 +64,13 @@ def cells(teacher, student, labeled, u_a, u_b, seed: int) -> dict[str, float]:
         mix, _ = cutmix_masks(boxes, *CROP, 0)
         inputs[f"cutmix_{count}"] = (paste(mix, u_a, u_b), paste(mix, target_a, target_b))
     losses = {}
-    # Inference mode first: a training-mode call moves the student's moving statistics.
+    weights = student.get_weights()
     for mode, training in (("inference_bn", False), ("train_bn", True)):
         for name, (image, target) in inputs.items():
             probs = student_probabilities(student, labeled, image, training)
             losses[f"{mode}_{name}"] = float(consistency_loss(probs, target))
+            # A training-mode call moves the moving statistics: every cell starts from the run's.
+            student.set_weights(weights)
     return losses
 
 
