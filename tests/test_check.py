@@ -1,4 +1,5 @@
-"""`python -m scl_tf.data.check` reports every problem of a dataset at once."""
+"""`python -m scl_tf.data.check` reports every problem of a dataset at once, decoding as
+training does."""
 
 import shutil
 import subprocess
@@ -6,10 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from broken_files import append_bytes, break_crc, make_fifo, make_huge, save_as_tiff
 from PIL import Image
 
 from scl_tf.config import DataConfig
-from scl_tf.data import check
+from scl_tf.data import check, datasets
+from scl_tf.data.datasets import Sample
 
 
 def run_check(*flags):
@@ -46,7 +49,7 @@ def test_every_problem_is_listed(camvid_mini_dir, tmp_path):
     assert result.returncode == 1
     out = result.stdout
     assert "4 problem(s):" in out
-    assert f"corrupt or truncated: {images[0]}" in out
+    assert f"Truncated or corrupt PNG file: {images[0]} (it does not end" in out
     assert f"size mismatch: image {images[1]}" in out
     assert f"label {labels[2]} holds values the dataset does not define: [77]" in out
     assert "image without label" in out
@@ -72,3 +75,32 @@ def test_class_shares_sum_to_one(camvid_mini_dir):
         samples, check.datasets.label_spec(DataConfig("camvid", str(camvid_mini_dir)))
     )
     assert problems == [] and counts.sum() == 12 * 360 * 480
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (break_crc, "Invalid PNG data"),
+        (save_as_tiff, "Unknown image file format"),
+        (append_bytes, "does not end with its IEND chunk"),
+        (make_fifo, "not a regular file"),
+        (make_huge, "too large to decode"),
+    ],
+)
+def test_check_refuses_what_training_cannot_read(damage, reason, camvid_mini_dir, tmp_path):
+    """Files that Pillow reads, or that hang or exhaust it, and that would stop training."""
+    spec = datasets.label_spec(DataConfig("camvid", str(camvid_mini_dir)))
+    name = "0016E5_07959.png"
+    for folder in ("val", "valannot"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(camvid_mini_dir / folder / name, tmp_path / folder)
+    for victim in (tmp_path / "val" / name, tmp_path / "valannot" / name):
+        damage(victim)
+        problems, _ = check.scan(
+            [Sample(str(tmp_path / "val" / name), str(tmp_path / "valannot" / name))], spec
+        )
+        assert len(problems) == 1 and str(victim) in problems[0] and reason in problems[0]
+        (named,) = check.find_unreadable([str(victim)])  # the fallback of tf.data's errors
+        assert str(victim) in named and reason in named
+        victim.unlink()
+        shutil.copy(camvid_mini_dir / victim.parent.name / name, victim)

@@ -2,9 +2,10 @@
 
     python -m scl_tf.data.check --dataset=camvid --data_dir=data/camvid_mini
 
-Every image and label is decoded in full (corrupt or truncated files, image/label size
-mismatches, label values the dataset does not define, unpaired files, empty or missing splits).
-Exits with status 1 if anything is wrong.
+Every image and label is decoded in full by TensorFlow's decoders, the ones training uses, so
+"No problems found" means a training run will not stop on a file (corrupt or truncated files,
+files of another format, image/label size mismatches, label values the dataset does not define,
+unpaired files, empty or missing splits). Exits with status 1 if anything is wrong.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import sys
 
 import numpy as np
 from absl import app, flags
-from PIL import Image
 
 from scl_tf import config as config_lib
 from scl_tf import flags as flags_lib
@@ -26,38 +26,26 @@ from scl_tf.data.labels import LabelSpec
 REQUIRED_SPLITS = ("train", "val")
 
 
-def decode_file(path: str) -> tuple[np.ndarray | None, str | None]:
-    """An image file decoded in full: (the array, None), or (None, the problem naming it)."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image), None
-    except (OSError, SyntaxError, ValueError) as error:
-        return None, f"corrupt or truncated: {path}: {error}"
-
-
 def scan_sample(sample: Sample, spec: LabelSpec) -> tuple[list[str], np.ndarray]:
-    """Decodes one image (and label); returns (problems, int64 [C + 1] pixel counts per train
-    id, the last entry counting ignored pixels)."""
+    """Checks one image (and label) as training reads it: headers first (special files, images
+    too large, label mode, sizes), then TensorFlow's decoders, the ones training uses, and the
+    label values. Returns (problems, int64 [C + 1] pixel counts per train id, the last entry
+    counting ignored pixels)."""
     counts = np.zeros(spec.num_classes + 1, np.int64)
-    image, problem = decode_file(sample.image)
-    problems = [problem] if problem else []
+    problems = datasets.header_problems(sample)
+    if problems:  # decoding would hang (a FIFO), exhaust memory, or repeat the problem
+        return problems, counts
+    try:
+        decode.load_image(sample.image)
+    except DatasetError as error:
+        problems.append(str(error))
     if sample.label is None:
         return problems, counts
     try:
-        label = decode.decode_label_file(sample.label)
-    except DatasetError as error:
-        return problems + [str(error)], counts
-    if image is not None and image.shape[:2] != label.shape:
-        problems.append(
-            f"size mismatch: image {sample.image} is {image.shape[1]}x"
-            f"{image.shape[0]} but label {sample.label} is {label.shape[1]}x"
-            f"{label.shape[0]} (WxH)"
-        )
-    try:
+        label = decode.load_label_values(sample.label)
         train_ids = decode.train_ids_of(label, spec.value_to_train_id, sample.label)
     except DatasetError as error:
-        problems.append(str(error))
-        train_ids = np.asarray(spec.value_to_train_id)[label]
+        return problems + [str(error)], counts
     scored = train_ids[(train_ids >= 0) & (train_ids < spec.num_classes)]
     counts[: spec.num_classes] = np.bincount(scored, minlength=spec.num_classes)
     counts[-1] = label.size - scored.size
@@ -74,11 +62,34 @@ def scan(samples: list[Sample], spec: LabelSpec) -> tuple[list[str], np.ndarray]
     return problems, total
 
 
+def image_problem(path: str) -> str | None:
+    """Why an image (or label) file does not decode as training decodes it, or None."""
+    problems = datasets.header_problems(Sample(path))
+    if problems:
+        return problems[0]
+    try:
+        decode.load_image(path)
+    except DatasetError as error:
+        return str(error)
+    return None
+
+
 def find_unreadable(paths: list[str]) -> list[str]:
-    """The paths among `paths` that do not decode (for naming the file behind a decode error
-    raised inside tf.data)."""
+    """The problems of the paths among `paths` that do not decode as training decodes them
+    (for naming the file behind a decode error raised inside tf.data)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
-        return [problem for _, problem in pool.map(decode_file, paths) if problem]
+        return [problem for problem in pool.map(image_problem, paths) if problem]
+
+
+def bad_file_message(error, paths: list[str]) -> str:
+    """One line naming the file behind a tf.errors.OpError raised inside tf.data: the path the
+    error names (scl_tf.data's checks put it there), else the first of `paths` that does not
+    decode now (TensorFlow's own decoders name none)."""
+    text = decode.error_text(error)
+    if any(path in text for path in paths):
+        return text
+    unreadable = find_unreadable(paths)
+    return unreadable[0] if unreadable else text
 
 
 def _report(config: config_lib.DataConfig) -> list[str]:

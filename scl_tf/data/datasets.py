@@ -13,6 +13,7 @@ import concurrent.futures
 import dataclasses
 import os
 import pathlib
+import stat
 
 from PIL import Image
 
@@ -165,10 +166,14 @@ def _folder_pairs(config: DataConfig, split: str) -> list[Sample]:
         image_dir, mask_dir = config.val_image_dir, config.val_mask_dir
     else:
         raise DatasetError(f"folder dataset has train and val splits only, not {split!r}")
-    image_keys = {
-        os.path.splitext(os.path.relpath(path, image_dir))[0]: path
-        for path in list_images(image_dir)
-    }
+    image_keys: dict[str, str] = {}
+    problems = []
+    for path in list_images(image_dir):
+        key = os.path.splitext(os.path.relpath(path, image_dir))[0]
+        if key in image_keys:
+            problems.append(f"two images of one name: {image_keys[key]} and {path}")
+        image_keys.setdefault(key, path)
+    raise_problems(problems, f"folder {split} ({image_dir})")
     suffix = config.mask_suffix + ".png"
     label_keys = {
         os.path.relpath(path, mask_dir)[: -len(suffix)]: path
@@ -192,20 +197,52 @@ def _pair_up(image_keys: dict[str, str], label_keys: dict[str, str], what: str) 
     return [Sample(image_keys[key], label_keys[key]) for key in sorted(image_keys)]
 
 
-def _header_problems(sample: Sample) -> list[str]:
-    """Problems visible in the file headers: unreadable, wrong label mode, size mismatch."""
+def printable(path: str) -> str:
+    """`path` as it can be printed: bytes of a name that is not UTF-8 as \\x escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def file_problem(path: str) -> str | None:
+    """Why `path` cannot be read as a data file, seen without opening it, or None: a name that
+    is not UTF-8 (TensorFlow takes file names as UTF-8 strings), a missing file, or something
+    that is not a regular file (opening a FIFO would wait for a writer forever)."""
+    if printable(path) != path:
+        return f"file name is not UTF-8 (rename it): {printable(path)}"
     try:
-        with Image.open(sample.image) as image:
-            image_size = image.size
-    except (OSError, SyntaxError) as error:
-        return [f"unreadable image {sample.image}: {error}"]
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        return f"unreadable file {path}: {error.strerror}"
+    if not stat.S_ISREG(mode):
+        return f"not a regular file (a FIFO, socket or device?): {path}"
+    return None
+
+
+def _header(path: str, what: str) -> tuple[tuple[int, int], str] | str:
+    """(size WxH, mode) from the file's header, or the problem naming it."""
+    problem = file_problem(path)
+    if problem:
+        return problem
+    try:
+        with Image.open(path) as image:
+            return image.size, image.mode
+    except Image.DecompressionBombError as error:
+        return f"{what} {path} is too large to decode: {error}"
+    except (OSError, SyntaxError, ValueError) as error:
+        return f"unreadable {what} {path}: {error}"
+
+
+def header_problems(sample: Sample) -> list[str]:
+    """Problems visible without decoding pixels: unreadable or special files, images too large
+    to decode, a label that is not 8-bit single-channel, an image/label size mismatch."""
+    image = _header(sample.image, "image")
+    if isinstance(image, str):
+        return [image]
     if sample.label is None:
         return []
-    try:
-        with Image.open(sample.label) as label:
-            label_size, label_mode = label.size, label.mode
-    except (OSError, SyntaxError) as error:
-        return [f"unreadable label {sample.label}: {error}"]
+    label = _header(sample.label, "label")
+    if isinstance(label, str):
+        return [label]
+    (image_size, _), (label_size, label_mode) = image, label
     if label_mode not in LABEL_MODES:
         return [
             f"label {sample.label} has mode {label_mode!r}; expected an 8-bit "
@@ -224,7 +261,7 @@ def check_headers(samples: list[Sample], what: str) -> None:
     unreadable files, labels that are not 8-bit single-channel, and image/label size
     mismatches."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        problems = [problem for found in pool.map(_header_problems, samples) for problem in found]
+        problems = [problem for found in pool.map(header_problems, samples) for problem in found]
     raise_problems(problems, what)
 
 

@@ -1,10 +1,11 @@
 """Before step 1: decode every file a run will read, and stop on any problem, all listed at once.
 
 Labeled and val pairs are checked as `scl_tf.data.check` checks them (image and label decoded
-in full, sizes equal, every label value one the dataset defines); unlabeled images are decoded.
-A file that passed is remembered by path, size and modification time (with the label table it
-was checked against), so a second run over the same data decodes nothing: it only reads the
-cache and stats the files.
+in full by the TensorFlow functions the training input runs, sizes equal, every label value one
+the dataset defines); unlabeled images are decoded the same way. A file that passed is
+remembered by path, size and modification time (with the label table it was checked against)
+in the user cache (`scl_tf.cache.data_cache_dir`), so a second run over the same data decodes
+nothing: it only reads the cache and stats the files.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from scl_tf.data import check
 from scl_tf.data.datasets import Sample, raise_problems
 from scl_tf.data.labels import LabelSpec
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: checked with TensorFlow's decoders (1: Pillow's)
 _PROGRESS_ABOVE = 200  # files to decode before a progress bar is worth showing
 
 
 def _stamp(path: str | None) -> str:
     if path is None:
         return "-"
-    status = os.stat(path)
+    try:
+        status = os.stat(path)
+    except OSError:  # gone or unreadable: never verified, and the check names it
+        return f"{os.path.abspath(path)}|missing"
     return f"{os.path.abspath(path)}|{status.st_size}|{status.st_mtime_ns}"
 
 
@@ -44,18 +48,19 @@ def _read_verified(folders: list[str], name: str) -> set[str]:
     for folder in folders:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            with open(path) as source:
+            with open(path, encoding="utf-8", errors="surrogateescape") as source:
                 return set(source.read().splitlines())
     return set()
 
 
 def _record_verified(folders: list[str], name: str, keys: list[str]) -> None:
-    """Appends `keys` to the first writable cache folder's file (best effort: a read-only data
-    folder and user cache only cost the next run its decoding again)."""
+    """Appends `keys` to the first writable cache folder's file (best effort: a read-only cache
+    only costs the next run its decoding again)."""
     for folder in folders:
         try:
             os.makedirs(folder, exist_ok=True)
-            with open(os.path.join(folder, name), "a") as out:
+            path = os.path.join(folder, name)
+            with open(path, "a", encoding="utf-8", errors="surrogateescape") as out:
                 out.writelines(f"{key}\n" for key in keys)
             return
         except OSError:
@@ -64,10 +69,7 @@ def _record_verified(folders: list[str], name: str, keys: list[str]) -> None:
 
 def _problems(sample: Sample, spec: LabelSpec) -> list[str]:
     """The problems of one pair (decoded in full, sizes, label values) or unlabeled image."""
-    if sample.label is not None:
-        return check.scan_sample(sample, spec)[0]
-    problem = check.decode_file(sample.image)[1]
-    return [problem] if problem else []
+    return check.scan_sample(sample, spec)[0]
 
 
 def preflight(
@@ -83,7 +85,7 @@ def preflight(
     Args:
       labeled, val: image/label pairs; unlabeled: image paths.
       cache_folders: where the verified files are remembered, first writable wins (e.g.
-        `scl_tf.data.class_uniform.cache_dirs(data_root)`).
+        `scl_tf.data.class_uniform.cache_dirs(data_root)`: the dataset's user cache folder).
 
     Returns:
       How many files were decoded (0 when all were verified by an earlier run).
