@@ -3,7 +3,8 @@
 Rare classes (poles, riders, trains) occupy a tiny share of the pixels; choosing the class first
 and then a place where it occurs lets every class be seen about equally often. The index of where
 each class occurs is built once by decoding every labeled label map, and cached as an .npz keyed
-by the label files' paths, sizes and modification times, so a changed file rebuilds it.
+by the label files' paths, sizes and modification times, so a changed file rebuilds it. The
+cache is the dataset's user cache folder (`scl_tf.cache.data_cache_dir`), never the dataset.
 
 Each image is cut into about `tiles` tiles; for every (class, tile) that holds the class the index
 keeps one pixel of that class: the one nearest the class pixels' centroid in the tile.
@@ -19,13 +20,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from scl_tf.cache import user_cache_dir
+from scl_tf.cache import data_cache_dir
 from scl_tf.data import decode
 from scl_tf.data.datasets import DatasetError
 from scl_tf.data.labels import LabelSpec
 
 CACHE_VERSION = 1
-CACHE_FOLDER = ".scl_tf_cache"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +96,9 @@ def _cache_key(label_paths: list[str], spec: LabelSpec, tiles: int) -> str:
 
 
 def cache_dirs(data_root: str) -> list[str]:
-    """Where the index is cached: next to the data, else (read-only data) the user cache."""
-    return [os.path.join(data_root, CACHE_FOLDER), user_cache_dir()]
+    """Where a dataset's caches (this index, the preflight's verified files) are kept: its
+    folder in the user cache, or under $SCL_TF_DATA_CACHE (`scl_tf.cache.data_cache_dir`)."""
+    return [data_cache_dir(data_root)]
 
 
 def build_index(
