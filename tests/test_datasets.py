@@ -169,3 +169,41 @@ def test_labeled_count_larger_than_train(camvid_mini_dir):
     config = DataConfig("camvid", str(camvid_mini_dir), labeled_count=33)
     with pytest.raises(DatasetError, match="--labeled_count=33 exceeds the 32"):
         pipeline.train_files(config)
+
+
+def test_labeled_list_with_a_byte_order_mark_and_crlf_line_ends_is_read(cityscapes_root, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xef\xbb\xbfaachen_000000_000019\r\nbremen_000001_000019\r\n")
+    config = DataConfig("cityscapes", str(cityscapes_root), labeled_list=str(listing))
+    names = [os.path.basename(sample.image) for sample in pipeline.train_files(config).labeled]
+    assert names == ["aachen_000000_000019_leftImg8bit.png", "bremen_000001_000019_leftImg8bit.png"]
+    listing.write_bytes(b"aachen_000000_000019\r\n\xff\xfeb\x00r\x00\r\n")  # UTF-16 pasted in
+    with pytest.raises(DatasetError, match=r"--labeled_list .*list.txt: line 2 is not UTF-8"):
+        pipeline.train_files(config)
+
+
+def test_folder_dataset_refuses_two_images_of_one_name(tmp_path):
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "images" / "a.jpg")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks" / "a.png")
+    config = DataConfig(
+        "folder",
+        image_dir=str(tmp_path / "images"),
+        mask_dir=str(tmp_path / "masks"),
+        num_classes=2,
+    )
+    with pytest.raises(DatasetError, match=r"two images of one name: .*a\.jpg and .*a\.png"):
+        datasets.find_pairs(config, "train")
+
+
+def test_header_check_refuses_special_files_bombs_and_names_that_are_not_utf8(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")  # opening it would wait for a writer forever
+    header = datasets.header_problems
+    assert "not a regular file" in header(datasets.Sample(str(tmp_path / "pipe.png")))[0]
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(odd)
+    (problem,) = header(datasets.Sample(os.fsdecode(odd)))
+    assert problem.endswith("caf\\xe9.png") and "not UTF-8" in problem
+    assert "no such file" in header(datasets.Sample(str(tmp_path / "gone.png")))[0].lower()

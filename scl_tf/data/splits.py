@@ -59,6 +59,27 @@ def _names(sample: Sample, root: str) -> tuple[str, ...]:
     return relative, file_name, stem, stem.removesuffix("_leftImg8bit")
 
 
+def read_list_lines(path: str, flag: str) -> list[str]:
+    """The lines of a list file: UTF-8 text, with or without a byte-order mark, any line ends.
+
+    Raises:
+      DatasetError: unreadable, or not UTF-8; names `flag`, the file and the line.
+    """
+    try:
+        with open(path, "rb") as source:
+            data = source.read()
+    except OSError as error:
+        raise DatasetError(f"{flag} {path}: unreadable ({error.strerror})") from None
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DatasetError(
+            f"{flag} {path}: line {line} is not UTF-8 text (byte 0x{data[error.start]:02x}); "
+            "save the list as UTF-8"
+        ) from None
+
+
 def _read_labeled_list(path: str, train: list[Sample], root: str) -> set[int]:
     index_of: dict[str, set[int]] = {}
     for index, sample in enumerate(train):
@@ -66,31 +87,35 @@ def _read_labeled_list(path: str, train: list[Sample], root: str) -> set[int]:
             index_of.setdefault(name, set()).add(index)
     chosen: set[int] = set()
     problems = []
-    with open(path) as lines:
-        for number, line in enumerate(lines, 1):
-            name = line.strip()
-            if not name or name.startswith("#"):
-                continue
-            matches = index_of.get(name, set())
-            if len(matches) == 1:
-                chosen |= matches
-            elif not matches:
-                problems.append(f"line {number}: {name!r} is not a train image")
-            else:
-                problems.append(
-                    f"line {number}: {name!r} matches {len(matches)} train images; "
-                    "use the relative path"
-                )
+    for number, line in enumerate(read_list_lines(path, "--labeled_list"), 1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        matches = index_of.get(name, set())
+        if len(matches) == 1:
+            chosen |= matches
+        elif not matches:
+            problems.append(f"line {number}: {name!r} is not a train image")
+        else:
+            problems.append(
+                f"line {number}: {name!r} matches {len(matches)} train images; "
+                "use the relative path"
+            )
     raise_problems(problems, f"--labeled_list {path}")
     if not chosen:
         raise DatasetError(f"--labeled_list {path}: names no image")
     return chosen
 
 
+def labeled_names(labeled: list[Sample], root: str) -> list[str]:
+    """The labeled images' paths relative to `root`, as labeled_list.txt holds them."""
+    return [os.path.relpath(sample.image, root) for sample in labeled]
+
+
 def write_labeled_list(model_dir: str, labeled: list[Sample], root: str) -> str:
     """Writes the labeled images' paths relative to `root`, one per line; returns the file."""
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, LABELED_LIST_NAME)
-    with open(path, "w") as out:
-        out.writelines(os.path.relpath(sample.image, root) + "\n" for sample in labeled)
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(name + "\n" for name in labeled_names(labeled, root))
     return path
