@@ -79,6 +79,19 @@ def output_path(values, source: str | None, run: str | None, name: str) -> str |
     return None
 
 
+def _evaluate_model(predictor, samples, spec, config) -> scoring.Evaluation:
+    """scoring.evaluate_model; a file that tf.data cannot read is named in a DatasetError."""
+    import tensorflow as tf
+
+    from scl_tf.data import check
+
+    try:
+        return scoring.evaluate_model(predictor, samples, spec, config)
+    except tf.errors.OpError as error:
+        paths = [path for sample in samples for path in (sample.image, sample.label)]
+        raise DatasetError(check.bad_file_message(error, paths)) from None
+
+
 def evaluate_from_flags(values) -> tuple[scoring.Evaluation, dict, str | None]:
     """Runs the evaluation the flags ask for: (scores, JSON context, JSON path or None)."""
     if values.predictions and values.model:
@@ -115,7 +128,7 @@ def evaluate_from_flags(values) -> tuple[scoring.Evaluation, dict, str | None]:
             source, values.checkpoint, flags_lib.explicit_eval_weights(values)
         )
         config = predictors.with_model_tiles(config, predictor)
-        evaluation = scoring.evaluate_model(predictor, samples, spec, config)
+        evaluation = _evaluate_model(predictor, samples, spec, config)
         context |= {
             "model": source,
             "checkpoint": values.checkpoint if from_run else None,
@@ -130,16 +143,12 @@ def evaluate_from_flags(values) -> tuple[scoring.Evaluation, dict, str | None]:
 
 
 def main(argv):
-    import tensorflow as tf
-
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     try:
         evaluation, context, output = evaluate_from_flags(FLAGS)
     except (config_lib.ConfigError, DatasetError, runs.ModelError) as error:
         sys.exit(f"error: {error}")
-    except tf.errors.InvalidArgumentError as error:  # a corrupt file, named by scl_tf.data
-        sys.exit(f"error: {error.message}")
     print(evaluation.table())
     if output is not None:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)

@@ -7,6 +7,7 @@ A model dir written by `scl_tf.train` holds:
   best/              the checkpoint with the best validation mIoU
   logs/              TensorBoard events
   model.keras        the evaluation weights (EMA teacher by default) at the end of the run
+  run.lock           while a training run works in it: that run's process id and host
 
 Loaders, each raising ModelError with a one-line message naming what it was given:
   load_keras        a model dir (model.keras or a checkpoint, EMA or student weights) or a
@@ -26,16 +27,25 @@ only LiteRT is.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
+import socket
 
-from scl_tf.config import WEIGHTS, Config, ConfigError, ModelConfig
+try:
+    import fcntl
+except ImportError:  # Windows: model dirs are locked by process id only
+    fcntl = None
+
+from scl_tf.config import WEIGHTS, Config, ConfigError, DataConfig, ModelConfig
 
 CONFIG_NAME = "config.json"
 EXPORT_NAME = "model.keras"
 LATEST_FOLDER = "checkpoints"
 BEST_FOLDER = "best"
+LOCK_NAME = "run.lock"
 SAVED_MODEL_FILE = "saved_model.pb"
 # The ExportInfo (scl_tf.export.metadata) of a SavedModel written by export/.
 SAVED_MODEL_INFO = os.path.join("assets.extra", "scl_tf.json")
@@ -43,6 +53,16 @@ SAVED_MODEL_INFO = os.path.join("assets.extra", "scl_tf.json")
 
 class ModelError(ValueError):
     """A model cannot be loaded or does not behave as a segmentation model; names the model."""
+
+
+def _error_line(error: Exception) -> str:
+    """The first line of an error's message; a TensorFlow error's without TensorFlow's wrapping."""
+    message = getattr(error, "message", None)
+    if message is not None:  # tf.errors.OpError
+        from scl_tf.data.decode import error_text
+
+        return error_text(error)
+    return _first_line(error)
 
 
 def _first_line(error: Exception) -> str:
@@ -111,6 +131,241 @@ def check_resumable(model_dir: str, config: Config, num_classes: int) -> None:
         raise ConfigError(
             f"--dataset: {model_dir} holds a run of {info.num_classes} classes, this dataset "
             f"has {num_classes}; train in a new --model_dir"
+        )
+
+
+def _first_missing(path: str) -> str | None:
+    """The outermost folder of `path` that does not exist yet (makedirs would create it)."""
+    missing = None
+    path = os.path.abspath(path)
+    while not os.path.lexists(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs (on Windows, where os.kill would end it, assumed)."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _read_lock(fd: int) -> str:
+    """What the holder of a lock file wrote: 'PID on HOST', or '' before it wrote."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 200).decode("utf-8", "replace").strip()
+
+
+def _holder_is_gone(text: str) -> bool:
+    """Without flock: whether the recorded holder is this process or a dead one of this host
+    (another host's process cannot be checked, and counts as alive)."""
+    pid, _, host = text.partition(" on ")
+    if not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return True
+    return host == socket.gethostname() and not _process_alive(int(pid))
+
+
+def _flock(fd: int) -> bool:
+    """Takes an exclusive flock on `fd` without waiting: True, or False if another process
+    holds it. Raises OSError where the file system has no flock (ENOLCK, EOPNOTSUPP, ...)."""
+    if fcntl is None:  # Windows
+        raise OSError(errno.ENOSYS, "no flock")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _acquire(path: str) -> int:
+    """An open descriptor of the lock file at `path`, locked for this process, holding
+    'PID on HOST'.
+
+    Raises:
+      ConfigError: another live process holds it (named).
+      OSError: it cannot be created or written.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            locked = _flock(fd)
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            locked = _holder_is_gone(_read_lock(fd))  # the recorded process id decides
+        if not locked:
+            holder = _read_lock(fd)
+            os.close(fd)
+            raise ConfigError(
+                f"--model_dir: {os.path.dirname(path)} is in use by another training run "
+                f"({'process ' + holder if holder else 'starting'}); wait for it to end, or "
+                f"train in another --model_dir (if it has ended, remove {path})"
+            )
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file as this process locked it: lock the new one
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
+    return fd
+
+
+@contextlib.contextmanager
+def lock_model_dir(model_dir: str):
+    """Holds `model_dir` for one training run: a second run on it is refused at once, naming
+    the first's process id, until this one ends. The lock is `run.lock`, an flock the kernel
+    releases when the process dies, so a killed run leaves no lock that blocks; where the file
+    system lacks flock, the process id it records is checked instead. On exit the lock file
+    goes, and so do the folders this created if the run left them empty.
+
+    Raises:
+      ConfigError: `model_dir` is a file, cannot be created or written, or is in use.
+    """
+    if os.path.lexists(model_dir) and not os.path.isdir(model_dir):
+        raise ConfigError(f"--model_dir: {model_dir} exists and is not a folder")
+    created = _first_missing(model_dir)
+    path = os.path.join(model_dir, LOCK_NAME)
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        fd = _acquire(path)
+    except OSError as error:
+        _remove_empty(model_dir, created)
+        raise ConfigError(
+            f"--model_dir: cannot write in {model_dir} ({error.strerror or error})"
+        ) from None
+    except ConfigError:
+        _remove_empty(model_dir, created)
+        raise
+    try:
+        yield
+    finally:
+        if fcntl is None:  # Windows removes no open file
+            os.close(fd)
+        # Removed while still locked: a run that opens the file now finds it gone and retries.
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        if fcntl is not None:
+            os.close(fd)
+        _remove_empty(model_dir, created)
+
+
+def _remove_empty(model_dir: str, created: str | None) -> None:
+    """Removes the folders from `model_dir` up to `created` (those this process made) that are
+    empty."""
+    if created is None:
+        return
+    folder = os.path.abspath(model_dir)
+    while True:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        if folder == created:
+            return
+        folder = os.path.dirname(folder)
+
+
+# The DataConfig fields that choose the labeled subset: a resumed run is compared on the list
+# they make, not on the flags (--labeled_list=RUN/labeled_list.txt resumes a --labeled_count run).
+LABELED_CHOICE_FLAGS = ("labeled_fraction", "labeled_count", "labeled_list", "split_seed")
+# Folders: the same folder under another path is the same data.
+PATH_FLAGS = (
+    "data_dir",
+    "image_dir",
+    "mask_dir",
+    "val_image_dir",
+    "val_mask_dir",
+    "unlabeled_dirs",
+)
+
+
+def _as_tuples(value):
+    """JSON lists (config.json) as the tuples of DataConfig."""
+    return tuple(_as_tuples(item) for item in value) if isinstance(value, list | tuple) else value
+
+
+def _same_folder(old, new) -> bool:
+    try:
+        return os.path.samefile(old, new)
+    except (OSError, TypeError):
+        return False
+
+
+def _same_data_value(name: str, old, new) -> bool:
+    old, new = _as_tuples(old), _as_tuples(new)
+    if old == new:
+        return True
+    if name not in PATH_FLAGS:
+        return False
+    if isinstance(new, tuple):
+        return len(old or ()) == len(new) and all(map(_same_folder, old, new))
+    return _same_folder(old, new)
+
+
+def _flag_text(value) -> str:
+    value = _as_tuples(value)
+    if isinstance(value, tuple):
+        return ",".join(":".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def check_same_data(model_dir: str, data: DataConfig, labeled: list[str]) -> None:
+    """Refuses to resume a run on other data: another dataset or folder, or another labeled set
+    than the run's labeled_list.txt (config.json and the list would be overwritten, and the
+    checkpoints continued on data they were not trained on).
+
+    Args:
+      model_dir: the run's folder; nothing to check if it holds no config.json yet.
+      data: the run about to start; labeled: its labeled images as labeled_list.txt names them.
+
+    Raises:
+      ConfigError: naming the first data flag that differs, or the labeled-set flags.
+    """
+    if not is_run_dir(model_dir):
+        return
+    try:
+        record = read_record(model_dir)["data"]
+    except (ModelError, KeyError, TypeError) as error:
+        raise ConfigError(f"--model_dir: {error}") from None
+    for field in dataclasses.fields(DataConfig):
+        name = field.name
+        if name in LABELED_CHOICE_FLAGS:
+            continue
+        old, new = record.get(name, field.default), getattr(data, name)
+        if not _same_data_value(name, old, new):
+            raise ConfigError(
+                f"--{name}={_flag_text(new)}: {model_dir} holds a run with "
+                f"--{name}={_flag_text(old)}; resume it with its own data flags (see its "
+                f"{CONFIG_NAME}), or train in a new --model_dir"
+            )
+    from scl_tf.data.splits import LABELED_LIST_NAME
+
+    listed = os.path.join(model_dir, LABELED_LIST_NAME)
+    if not os.path.isfile(listed):
+        return
+    with open(listed, encoding="utf-8", errors="surrogateescape") as source:
+        old_names = {line.strip() for line in source if line.strip()}
+    new_names = set(labeled)
+    if old_names != new_names:
+        choice = LABELED_CHOICE_FLAGS[:3]
+        given = [name for name in choice if getattr(data, name) is not None] or choice
+        raise ConfigError(
+            f"{'/'.join(f'--{name}' for name in given)}: {len(new_names)} labeled image(s), "
+            f"{len(new_names - old_names)} of them not among the {len(old_names)} of {listed}; "
+            f"resume with --labeled_list={listed}, or "
+            "train in a new --model_dir"
         )
 
 
@@ -309,6 +564,26 @@ def _load_keras_file(path: str):
         raise ModelError(f"{path}: not a readable .keras model ({_first_line(error)})") from None
 
 
+def _check_run_model(model, path: str, model_dir: str) -> None:
+    """Refuses a .keras file of a model dir that is not the model its config.json describes
+    (a file copied in from another run would be scored and exported under this run's name).
+
+    Raises:
+      ModelError: naming both files and what each holds.
+    """
+    info = read_info(model_dir)
+    prefix = "deeplabv3plus_"
+    backbone = model.name.removeprefix(prefix) if model.name.startswith(prefix) else None
+    classes = model.output_shape[-1]
+    if backbone in (None, info.model.backbone) and classes == info.num_classes:
+        return
+    raise ModelError(
+        f"{path} holds a model of {backbone or 'another architecture'}, {classes} classes, but "
+        f"{os.path.join(model_dir, CONFIG_NAME)} describes {info.model.backbone}, "
+        f"{info.num_classes} classes: the two are not of one run"
+    )
+
+
 def load_keras(source: str, checkpoint: str = "final", eval_weights: str | None = None):
     """The segmentation model of a run or file: float RGB [B, H, W, 3] in [0, 255] -> logits.
 
@@ -327,7 +602,11 @@ def load_keras(source: str, checkpoint: str = "final", eval_weights: str | None 
       ModelError: `source` is neither, lacks what was asked for, or is unreadable.
     """
     if os.path.isfile(source) and source.endswith(".keras"):
-        return _load_keras_file(source)
+        model = _load_keras_file(source)
+        folder = os.path.dirname(os.path.abspath(source))
+        if is_run_dir(folder):
+            _check_run_model(model, source, folder)
+        return model
     if not os.path.isdir(source):
         raise ModelError(f"{source}: neither a .keras file nor a model dir")
     info = read_info(source)
@@ -336,15 +615,20 @@ def load_keras(source: str, checkpoint: str = "final", eval_weights: str | None 
     eval_weights = eval_weights or info.eval_weights
     final = os.path.join(source, EXPORT_NAME)
     if checkpoint == "final" and os.path.isfile(final) and eval_weights == info.eval_weights:
-        return _load_keras_file(final)
+        model = _load_keras_file(final)
+        _check_run_model(model, final, source)
+        return model
     import tensorflow as tf
 
     student, teacher = build_networks(info.model, info.num_classes)
     path = checkpoint_path(source, "best" if checkpoint == "best" else "latest")
     try:
         tf.train.Checkpoint(student=student, teacher=teacher).restore(path).expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
-        raise ModelError(f"{path}: unreadable checkpoint ({error})") from None
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:
+        # IndexError: a truncated data file ("Read less bytes than requested").
+        raise ModelError(
+            f"{path}: unreadable checkpoint, truncated? ({_error_line(error)})"
+        ) from None
     return teacher if eval_weights == "ema" else student
 
 

@@ -22,12 +22,19 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint INFO lines drown the bar
     from scl_tf.models.imagenet import ImageNetWeightsError
+    from scl_tf.training.checkpoints import CheckpointError
     from scl_tf.training.loop import TrainingError, train
 
     try:
         config = flags_lib.config(flags.FLAGS)
         result = train(config)
-    except (config_lib.ConfigError, DatasetError, TrainingError, ImageNetWeightsError) as error:
+    except (
+        config_lib.ConfigError,
+        DatasetError,
+        TrainingError,
+        CheckpointError,
+        ImageNetWeightsError,
+    ) as error:
         sys.exit(f"error: {error}")
     if result.stopped_early:
         sys.exit(

@@ -8,10 +8,10 @@ non-finite loss naming the step and the term.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-import re
 import signal
 
 import keras
@@ -20,10 +20,10 @@ import tensorflow as tf
 
 from scl_tf import runs
 from scl_tf.config import Config, ConfigError
-from scl_tf.data import class_uniform, datasets, pipeline, preflight, splits
+from scl_tf.data import check, class_uniform, datasets, pipeline, preflight, splits
 from scl_tf.eval import metrics
 from scl_tf.training import summaries
-from scl_tf.training.checkpoints import RunCheckpoints
+from scl_tf.training.checkpoints import CheckpointError, RunCheckpoints
 from scl_tf.training.distribute import is_chief, select_strategy
 from scl_tf.training.optim import build_optimizer
 from scl_tf.training.scl_model import CONFIDENT_SHARE, LOSS_TERMS, SCLModel, StepConfig
@@ -156,21 +156,13 @@ def _files_of(files: pipeline.TrainFiles, val_samples) -> list[str]:
     ] + list(files.unlabeled)
 
 
-def _bad_file_message(error: tf.errors.OpError, paths: list[str]) -> str:
-    """One line naming the file behind a decode error raised inside tf.data: the path the
-    error names (scl_tf.data's checks put it there), else the first file that does not decode
-    now (TensorFlow's own decoders name none)."""
-    from scl_tf.data import check
-
-    first_line = error.message.strip().splitlines()[0]
-    # tf.debugging.Assert's message: "... assertion failed: [part] [part] ...".
-    _, asserted, parts = first_line.partition("assertion failed:")
-    if asserted:
-        first_line = " ".join(re.findall(r"\[(.*?)\]", parts))
-    if any(path in first_line for path in paths):
-        return first_line
-    unreadable = check.find_unreadable(paths)
-    return unreadable[0] if unreadable else first_line
+@contextlib.contextmanager
+def _saves_stop(stop):
+    """A failed checkpoint save inside the block stops the run with `stop`'s TrainingError."""
+    try:
+        yield
+    except CheckpointError as error:
+        raise stop(str(error)) from None
 
 
 def train(
@@ -178,17 +170,28 @@ def train(
 ) -> RunResult:
     """Trains (or resumes) the run described by `config`; see the module docstring.
 
-    Everything that can be refused is checked before the model dir is touched: flags, the
-    data (every file decoded, `scl_tf.data.preflight`), an existing run's architecture, the
-    weights to start from. A run that fails there writes nothing.
+    The model dir is locked first (`scl_tf.runs.lock_model_dir`: a second run on it is refused
+    at once). Everything else that can be refused is checked before the model dir is written:
+    flags, the data (every file decoded, `scl_tf.data.preflight`), an existing run's
+    architecture and data, the weights to start from, the checkpoint to resume from. A run that
+    fails there writes nothing.
 
     Raises:
-      ConfigError, DatasetError, TrainingError, ImageNetWeightsError: one line each (several
-        lines only for several bad files).
+      ConfigError, DatasetError, TrainingError, CheckpointError, ImageNetWeightsError: one line
+        each (several lines only for several bad files).
     """
-    train_config, model_dir = config.train, config.model_dir
-    strategy = strategy or select_strategy(train_config.strategy)
+    strategy = strategy or select_strategy(config.train.strategy)
     chief = is_chief(strategy)
+    # Under MultiWorkerMirroredStrategy only the chief writes into the model dir.
+    with runs.lock_model_dir(config.model_dir) if chief else contextlib.nullcontext():
+        return _train(config, strategy, chief, verbose)
+
+
+def _train(
+    config: Config, strategy: tf.distribute.Strategy, chief: bool, verbose: bool
+) -> RunResult:
+    """`train` in its locked model dir."""
+    train_config, model_dir = config.train, config.model_dir
     keras.mixed_precision.set_dtype_policy(train_config.dtype_policy)
     keras.utils.set_random_seed(config.pipeline.seed)
 
@@ -205,6 +208,7 @@ def train(
         val_samples = val_samples[: train_config.eval_images]
     spec = files.spec
     runs.check_resumable(model_dir, config, spec.num_classes)
+    runs.check_same_data(model_dir, config.data, splits.labeled_names(files.labeled, files.root))
     runs.check_warm_start(config.model, spec.num_classes)
     preflight.preflight(
         files.labeled,
@@ -287,17 +291,17 @@ def train(
 
     logs, val_miou, stopped, skipped = {}, None, False, 0
     iterator = iter(stream)
-    with _StopRequest() as stop_request:
+    with _StopRequest() as stop_request, _saves_stop(stop):
         step = start
         while step < steps:
             try:
                 batch = next(iterator)
             except tf.errors.OpError as error:  # a file that went bad since the preflight
                 checkpoints.save()
+                bad_file = check.bad_file_message(error, _files_of(files, val_samples))
                 raise stop(
-                    f"step {step + 1}: {_bad_file_message(error, _files_of(files, val_samples))}"
-                    f"; saved a checkpoint at step {step}: fix the file and run the same "
-                    "command again to resume"
+                    f"step {step + 1}: {bad_file}; saved a checkpoint at step {step}: fix the "
+                    "file and run the same command again to resume"
                 ) from None
             learning_rate = float(optimizer.learning_rate)  # the rate this step uses
             updates_before = updates_made(optimizer)
