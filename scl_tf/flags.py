@@ -2,8 +2,9 @@
 
 Nothing is defined at import: each entry point calls its `define_*_flags()` before parsing
 (TF Model Garden's habit), so importing the library registers no flag and each command's
-`--help` lists its own. Defaults are the config dataclasses' own (`scl_tf.config`), and each
-list of choices is the library's (backbones, SCL modes, strategies, formats, providers).
+`--help` lists its own (a definer makes the flags it defined key flags of the running command,
+the ones absl's --help shows). Defaults are the config dataclasses' own (`scl_tf.config`), and
+each list of choices is the library's (backbones, SCL modes, strategies, formats, providers).
 Calling a definer twice is harmless (tests define several commands' flags in one process).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 
 from absl import flags
 
@@ -38,7 +40,32 @@ def _size_text(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-@functools.cache
+def _command(define):
+    """A command's flag definer: defines once, then lists every flag this module defined under
+    the running command's --help (absl's --help shows the key flags of the main module,
+    `sys.argv[0]`, and the flags are defined here, not there)."""
+
+    @functools.cache
+    @functools.wraps(define)
+    def define_once() -> None:
+        define()
+        for flag in FLAGS.get_key_flags_for_module(__name__):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+    return define_once
+
+
+def _clearable(parser_class: type[flags.ArgumentParser]) -> flags.ArgumentParser:
+    """An absl parser whose empty value is None: `--flag=` clears what a flag file set."""
+
+    class Clearable(parser_class):
+        def parse(self, argument):
+            return None if argument == "" else super().parse(argument)
+
+    return Clearable()
+
+
+@_command
 def define_data_flags() -> None:
     """Which files to read (DataConfig): train, evaluate, predict, check, to_saved_model."""
     from scl_tf.data.labels import CITYSCAPES_LABEL_FORMATS
@@ -95,12 +122,22 @@ def define_data_flags() -> None:
         "(e.g. 0:255,1:0,2:1). Empty: values 0..C-1 are the train ids.",
     )
     flags.DEFINE_list("class_names", [], "folder dataset: C class names.")
-    flags.DEFINE_float(
+    flags.DEFINE(
+        _clearable(flags.FloatParser),
         "labeled_fraction",
         None,
-        "Fraction of train used as labeled, in (0, 1]; the rest is unlabeled.",
+        "Fraction of train used as labeled, in (0, 1]; the rest is unlabeled. Empty "
+        "(--labeled_fraction=) clears a flag file's fraction.",
+        serializer=flags.ArgumentSerializer(),
     )
-    flags.DEFINE_integer("labeled_count", None, "Number of train pairs used as labeled.")
+    flags.DEFINE(
+        _clearable(flags.IntegerParser),
+        "labeled_count",
+        None,
+        "Number of train pairs used as labeled. Empty (--labeled_count=) clears a flag file's "
+        "count.",
+        serializer=flags.ArgumentSerializer(),
+    )
     flags.DEFINE_string(
         "labeled_list",
         None,
@@ -138,7 +175,7 @@ def _define_eval_weights_flag() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_train_flags() -> None:
     """python -m scl_tf.train: Config (data, pipeline, model, training)."""
     from scl_tf.losses.consistency import CLASS_REDUCTIONS
@@ -426,7 +463,7 @@ def _define_inference_flags() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_evaluate_flags() -> None:
     """python -m scl_tf.evaluate."""
     define_data_flags()
@@ -442,7 +479,7 @@ def define_evaluate_flags() -> None:
     _define_format_flag()
 
 
-@functools.cache
+@_command
 def define_predict_flags() -> None:
     """python -m scl_tf.predict: PredictConfig (and the dataset's labels, if given)."""
     define_data_flags()
@@ -457,7 +494,7 @@ def define_predict_flags() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_to_saved_model_flags() -> None:
     """export/to_saved_model.py."""
     define_data_flags()
@@ -489,10 +526,18 @@ def _define_conversion_flags() -> None:
         "parity_dir",
         ExportConfig.parity_dir,
         "Real frames compared with TensorFlow besides random images; empty = random "
-        "images only (not for int8, which is judged on real frames).",
+        "images only (not for fp16 and int8, which are judged on real frames).",
     )
     flags.DEFINE_integer(
-        "parity_frames", ExportConfig.parity_frames, "Number of --parity_dir frames compared."
+        "parity_frames",
+        ExportConfig.parity_frames,
+        "Number of --parity_dir frames compared, spread evenly over the sorted folder.",
+    )
+    flags.DEFINE_float(
+        "min_fp16_agreement",
+        ExportConfig.min_fp16_agreement,
+        "fp16: the share of the --parity_dir frames' pixels, in (0, 1], whose label must "
+        "equal the float32 model's; below it the model is not written.",
     )
     calibration = CalibrationConfig
     flags.DEFINE_string(
@@ -506,6 +551,13 @@ def _define_conversion_flags() -> None:
         calibration.calibration_count,
         "int8: calibrate on at most this many --calibration frames, spread evenly over them.",
     )
+    flags.DEFINE_enum(
+        "calibration_method",
+        calibration.calibration_method,
+        config_lib.CALIBRATION_METHODS,
+        "int8 ONNX: how ONNX Runtime sets each activation's range from the --calibration "
+        "frames (TFLite's converter has its own).",
+    )
     flags.DEFINE_float(
         "min_agreement",
         calibration.min_agreement,
@@ -514,7 +566,7 @@ def _define_conversion_flags() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_to_onnx_flags() -> None:
     """export/to_onnx.py: ExportConfig."""
     _define_conversion_flags()
@@ -539,7 +591,7 @@ def define_to_onnx_flags() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_to_tflite_flags() -> None:
     """export/to_tflite.py: TFLiteConfig."""
     _define_conversion_flags()
@@ -552,7 +604,7 @@ def define_to_tflite_flags() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_runtime_flags() -> None:
     """ONNX Runtime's execution provider: export/predict_onnx.py and export/benchmark.py."""
     from scl_tf.export.runtime import CUDNN_CONV_ALGO_SEARCHES, PROVIDERS, RuntimeOptions
@@ -571,7 +623,7 @@ def define_runtime_flags() -> None:
     )
 
 
-@functools.cache
+@_command
 def define_predict_onnx_flags() -> None:
     """export/predict_onnx.py."""
     define_runtime_flags()
@@ -580,7 +632,7 @@ def define_predict_onnx_flags() -> None:
     flags.DEFINE_string("image", None, "The image to segment.")
 
 
-@functools.cache
+@_command
 def define_benchmark_flags() -> None:
     """export/benchmark.py."""
     define_runtime_flags()
@@ -695,6 +747,7 @@ def calibration_config(values=FLAGS) -> CalibrationConfig:
     return CalibrationConfig(
         calibration=values.calibration or CalibrationConfig.calibration,
         calibration_count=values.calibration_count,
+        calibration_method=values.calibration_method,
         min_agreement=values.min_agreement,
     )
 
@@ -714,6 +767,7 @@ def export_config(values=FLAGS) -> ExportConfig:
         onnx_probabilities=values.onnx_probabilities,
         parity_dir=values.parity_dir,
         parity_frames=values.parity_frames,
+        min_fp16_agreement=values.min_fp16_agreement,
         int8=values.int8,
         quantization=calibration_config(values),
     )
@@ -732,6 +786,7 @@ def tflite_config(values=FLAGS) -> TFLiteConfig:
         else TFLiteConfig.input_size,
         parity_dir=values.parity_dir,
         parity_frames=values.parity_frames,
+        min_fp16_agreement=values.min_fp16_agreement,
         quantization=calibration_config(values),
     )
 
