@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+__import__("scl_tf")  # first: TensorFlow then starts without its C++ lines (scl_tf/__init__.py)
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402

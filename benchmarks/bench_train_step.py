@@ -37,7 +37,7 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+__import__("scl_tf")  # first: TensorFlow then starts without its C++ lines (scl_tf/__init__.py)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -60,7 +60,7 @@ def compare(
 
 def run_child(args: argparse.Namespace, kernels: str, path: str) -> None:
     """This script in a child process with TensorFlow's `kernels`, writing logits to `path`."""
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": KERNELS[kernels], "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": KERNELS[kernels], "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [
         sys.executable,
         os.path.abspath(__file__),

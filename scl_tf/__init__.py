@@ -36,6 +36,13 @@ def _stderr_closed(active: bool):
         os.close(saved)
 
 
+def quiet_stderr():
+    """A block in which TensorFlow's C++ code writes nothing to standard error, unless
+    TF_CPP_MIN_LOG_LEVEL asks for its lines: for calls that print whatever the log level, such
+    as the TFLite converter's "fully_quantize: ..." line."""
+    return _stderr_closed(_QUIET)
+
+
 try:
     with _stderr_closed(_QUIET):
         import keras as _keras  # noqa: F401
