@@ -12,19 +12,21 @@ The ONNX model takes `images` float32 RGB [B, H, W, 3] in [0, 255] (any B; any H
 train ids and, for Cityscapes, `label_ids`; --onnx_probabilities adds `probabilities`. Class
 names, palette, input convention and outputs are in its metadata_props.
 
-After converting, ONNX Runtime and TensorFlow run on the same random images and --parity_dir
-frames; the parity line is printed and the model is written only if it passes (fp32: max
-|delta probability| <= 1e-4; fp16: argmax agreement >= 99.9%). Exit status 1 otherwise.
+After converting, ONNX Runtime and TensorFlow run on the same random images and
+--parity_frames frames of --parity_dir; the verdict is printed and the model is written only
+if it passes (fp32: max |delta probability| <= 1e-4 everywhere; fp16: labels equal
+TensorFlow's on at least --min_fp16_agreement of the frames' pixels). Exit status 1 otherwise.
 
 --int8 then quantizes the checked float32 model with ONNX Runtime (static, QDQ, per-channel
-int8 weights, uint8 activations; scl_tf/export/quantize.py), calibrated on --calibration_count
-frames of --calibration (a folder or glob; unlabeled frames do):
+int8 weights, uint8 activations, ranges by --calibration_method; scl_tf/export/quantize.py),
+calibrated on --calibration_count frames of --calibration (a folder or glob; unlabeled frames
+do):
 
     python export/to_onnx.py --source=runs/demo --output=runs/demo/model_int8.onnx --int8 \
-        --calibration=data/camvid_mini/train --calibration_count=100
+        --calibration=data/camvid_mini/train
 
 and writes it only if its labels equal the float32 model's on at least --min_agreement of the
---parity_dir frames' pixels.
+frames' pixels.
 """
 
 import os
@@ -43,18 +45,19 @@ def main(argv):
     import onnx
     import tf2onnx
 
-    from scl_tf.export import calibration, convert, onnx_model, parity, quantize, serving
+    from scl_tf.export import agreement, calibration, convert, onnx_model, parity, quantize, serving
 
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
     try:
         config = flags_lib.export_config(flags.FLAGS)
         frames = parity.parity_frames(config.parity_dir, config.parity_frames)
-        calibration_files = (
-            calibration.calibration_files(
-                config.quantization.calibration, config.quantization.calibration_count
+        quantization = config.quantization
+        calibration_frames = (
+            calibration.calibration_frames(
+                quantization.calibration, quantization.calibration_count, config.input_size
             )
             if config.int8
-            else []
+            else None
         )
         info = serving.source_info(config.source, config.eval_weights)
         convert.check_input_size(config.input_size, info.output_stride)
@@ -71,14 +74,24 @@ def main(argv):
         fp16=config.fp16,
         probabilities=config.onnx_probabilities,
     )
+    if config.fp16:
+        report = agreement.judge(
+            report,
+            config.input_size,
+            config.min_fp16_agreement,
+            "TensorFlow fp32",
+            "fp16",
+            "--min_fp16_agreement",
+        )
     parity.exit_unless_passed(report, f"parity check failed; {config.output} not written")
     if config.int8:
         try:
             proto, report = quantize.export_int8(
                 proto,
-                calibration.frames(calibration_files, config.input_size),
+                calibration_frames,
                 frames,
-                config.quantization.min_agreement,
+                quantization.min_agreement,
+                quantization.calibration_method,
             )
         except config_lib.ConfigError as error:  # an unreadable calibration frame
             sys.exit(f"error: {error}")

@@ -17,16 +17,14 @@ unlabeled frames do). Class names, palette, input convention and outputs are in 
 entry "scl_tf". `python -m scl_tf.predict` / `scl_tf.evaluate --model=model.tflite` run it with
 LiteRT (ai-edge-litert) where installed, else tf.lite.
 
-After converting, the file and TensorFlow run on the same random images and --parity_dir frames
-and the file is written only if it passes: fp32 and fp16 as ONNX files (max |delta
-probability| <= 1e-4; argmax agreement >= 99.9%), int8 when its labels equal TensorFlow's on at
-least --min_agreement of the frames' pixels. Exit status 1 otherwise.
+After converting, the file and TensorFlow run on the same random images and --parity_frames
+frames of --parity_dir, and the file is written only if it passes: fp32 as ONNX files (max
+|delta probability| <= 1e-4), fp16 and int8 when their labels equal TensorFlow's on at least
+--min_fp16_agreement / --min_agreement of the frames' pixels. Exit status 1 otherwise.
 """
 
 import os
 import sys
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -44,12 +42,10 @@ def main(argv):
         config = flags_lib.tflite_config(flags.FLAGS)
         frames = parity.parity_frames(config.parity_dir, config.parity_frames)
         int8 = config.precision == "int8"
+        quantization = config.quantization
         calibration_frames = (
-            calibration.frames(
-                calibration.calibration_files(
-                    config.quantization.calibration, config.quantization.calibration_count
-                ),
-                config.input_size,
+            calibration.calibration_frames(
+                quantization.calibration, quantization.calibration_count, config.input_size
             )
             if int8
             else None
@@ -66,11 +62,14 @@ def main(argv):
             config.precision,
             frames,
             calibration_frames,
-            config.quantization.min_agreement,
+            quantization.min_agreement,
+            config.min_fp16_agreement,
         )
     except config_lib.ConfigError as error:  # an unreadable calibration frame
         sys.exit(f"error: {error}")
-    bar = "--min_agreement" if int8 else "parity check"
+    bar = {"int8": "--min_agreement", "fp16": "--min_fp16_agreement"}.get(
+        config.precision, "parity check"
+    )
     parity.exit_unless_passed(
         report, f"{config.precision} below the {bar}; {config.output} not written"
     )

@@ -404,6 +404,10 @@ def _check_model_source(flag: str, path: str, checkpoint: str, eval_weights: str
         raise ConfigError(f"--eval_weights: expected one of {WEIGHTS}, got {eval_weights!r}")
 
 
+# How ONNX Runtime's int8 calibration sets activation ranges (scl_tf/export/quantize.py).
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+
+
 @dataclasses.dataclass(frozen=True)
 class CalibrationConfig:
     """The frames an int8 model is calibrated on, and how closely it must follow float32.
@@ -412,19 +416,25 @@ class CalibrationConfig:
       calibration: a folder of images (searched recursively) or a glob pattern; unlabeled
         frames do; "" = none (required for int8).
       calibration_count: frames used at most, spread evenly over the sorted set.
-      min_agreement: the share of pixels, in (0, 1], whose label must equal the float32
-        model's on the parity frames, or the int8 model is not written. 0.95: on the CamVid
-        study's model int8 keeps 97.3% of the labels and 99.5% of the mIoU, while quantizing
-        without ORT's pre-processing keeps 91.2% and 96.4% (export/README.md).
+      calibration_method: one of CALIBRATION_METHODS (ONNX int8; the TFLite converter has
+        its own).
+      min_agreement: the share of the parity frames' pixels, in (0, 1], whose label must
+        equal the float32 model's, or the int8 model is not written.
     """
 
     calibration: str = ""
     calibration_count: int = 100
+    calibration_method: str = CALIBRATION_METHODS[0]
     min_agreement: float = 0.95
 
     def __post_init__(self):
         if self.calibration_count < 1:
             raise ConfigError(f"--calibration_count: must be >= 1, got {self.calibration_count}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ConfigError(
+                f"--calibration_method: expected one of {CALIBRATION_METHODS}, "
+                f"got {self.calibration_method!r}"
+            )
         if not 0.0 < self.min_agreement <= 1.0:
             raise ConfigError(f"--min_agreement: must be in (0, 1], got {self.min_agreement}")
 
@@ -453,6 +463,22 @@ class CalibrationConfig:
             )
 
 
+def check_fp16_bar(min_fp16_agreement: float, fp16: bool, precision_flag: str, config) -> None:
+    """--min_fp16_agreement is a share in (0, 1], and an fp16 model has real frames to be
+    judged on (`config`'s parity_dir and parity_frames).
+
+    Raises:
+      ConfigError: naming the flag at fault.
+    """
+    if not 0.0 < min_fp16_agreement <= 1.0:
+        raise ConfigError(f"--min_fp16_agreement: must be in (0, 1], got {min_fp16_agreement}")
+    if fp16 and (not config.parity_dir or config.parity_frames < 1):
+        raise ConfigError(
+            f"--parity_dir, --parity_frames: {precision_flag} is judged on real frames; "
+            "give a folder and at least 1 frame"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """What export/to_onnx.py converts, and how the result is checked against TensorFlow.
@@ -462,7 +488,13 @@ class ExportConfig:
       output: the .onnx file to write.
       checkpoint, eval_weights: for a model dir (None: the run's own --eval_weights).
       input_size: (height, width) to fix the input to, None for any size.
-      parity_dir: frames compared besides random images; "" = random images only.
+      parity_dir: frames compared besides random images; "" = random images only (fp32).
+      parity_frames: how many of them, spread over the sorted folder. 12, all the bundled
+        val frames: over the 101 CamVid val frames, int8's agreement on 12 consecutive frames
+        is within 0.46 point of the whole split's (95% of the windows; 2 frames: 0.72), on the
+        CamVid study's Lite0 and a MobileNetV2 (BENCHMARKS.md, "Quantized deployment").
+      min_fp16_agreement: fp16 is written only if this share of the frames' pixels, in
+        (0, 1], keep the float32 model's labels (scl_tf.export.agreement).
       int8: quantize to int8 (static, calibrated on `quantization.calibration`).
     """
 
@@ -475,7 +507,8 @@ class ExportConfig:
     input_size: tuple[int, int] | None = None
     onnx_probabilities: bool = False
     parity_dir: str = "data/camvid_mini/val"
-    parity_frames: int = 2
+    parity_frames: int = 12
+    min_fp16_agreement: float = 0.995
     int8: bool = False
     quantization: CalibrationConfig = dataclasses.field(default_factory=CalibrationConfig)
 
@@ -490,6 +523,7 @@ class ExportConfig:
             raise ConfigError(f"--parity_frames: must be >= 0, got {self.parity_frames}")
         if self.int8 and self.fp16:
             raise ConfigError("--int8 and --fp16: give at most one")
+        check_fp16_bar(self.min_fp16_agreement, self.fp16, "--fp16", self)
         self.quantization.check_use(self.int8, "--int8", self.parity_dir, self.parity_frames)
 
 
@@ -501,8 +535,8 @@ class TFLiteConfig:
     """What export/to_tflite.py converts, and how the result is checked against TensorFlow.
 
     Attributes:
-      source, output, checkpoint, eval_weights, parity_dir, parity_frames: as ExportConfig's,
-        `output` a .tflite file.
+      source, output, checkpoint, eval_weights, parity_dir, parity_frames,
+        min_fp16_agreement: as ExportConfig's, `output` a .tflite file.
       precision: one of TFLITE_PRECISIONS: fp16 stores float16 weights; int8 is full-integer
         inside, with float32 input and outputs like the other precisions.
       input_size: (height, width) the model is fixed to (a phone model is static); CamVid's
@@ -518,6 +552,7 @@ class TFLiteConfig:
     input_size: tuple[int, int] = (360, 480)
     parity_dir: str = ExportConfig.parity_dir
     parity_frames: int = ExportConfig.parity_frames
+    min_fp16_agreement: float = ExportConfig.min_fp16_agreement
     quantization: CalibrationConfig = dataclasses.field(default_factory=CalibrationConfig)
 
     def __post_init__(self):
@@ -532,6 +567,7 @@ class TFLiteConfig:
             raise ConfigError(f"--input_size: must be a positive HxW, got {self.input_size}")
         if self.parity_frames < 0:
             raise ConfigError(f"--parity_frames: must be >= 0, got {self.parity_frames}")
+        check_fp16_bar(self.min_fp16_agreement, self.precision == "fp16", "--precision=fp16", self)
         self.quantization.check_use(
             self.precision == "int8", "--precision=int8", self.parity_dir, self.parity_frames
         )

@@ -526,10 +526,18 @@ def _define_conversion_flags() -> None:
         "parity_dir",
         ExportConfig.parity_dir,
         "Real frames compared with TensorFlow besides random images; empty = random "
-        "images only (not for int8, which is judged on real frames).",
+        "images only (not for fp16 and int8, which are judged on real frames).",
     )
     flags.DEFINE_integer(
-        "parity_frames", ExportConfig.parity_frames, "Number of --parity_dir frames compared."
+        "parity_frames",
+        ExportConfig.parity_frames,
+        "Number of --parity_dir frames compared, spread evenly over the sorted folder.",
+    )
+    flags.DEFINE_float(
+        "min_fp16_agreement",
+        ExportConfig.min_fp16_agreement,
+        "fp16: the share of the --parity_dir frames' pixels, in (0, 1], whose label must "
+        "equal the float32 model's; below it the model is not written.",
     )
     calibration = CalibrationConfig
     flags.DEFINE_string(
@@ -542,6 +550,13 @@ def _define_conversion_flags() -> None:
         "calibration_count",
         calibration.calibration_count,
         "int8: calibrate on at most this many --calibration frames, spread evenly over them.",
+    )
+    flags.DEFINE_enum(
+        "calibration_method",
+        calibration.calibration_method,
+        config_lib.CALIBRATION_METHODS,
+        "int8 ONNX: how ONNX Runtime sets each activation's range from the --calibration "
+        "frames (TFLite's converter has its own).",
     )
     flags.DEFINE_float(
         "min_agreement",
@@ -732,6 +747,7 @@ def calibration_config(values=FLAGS) -> CalibrationConfig:
     return CalibrationConfig(
         calibration=values.calibration or CalibrationConfig.calibration,
         calibration_count=values.calibration_count,
+        calibration_method=values.calibration_method,
         min_agreement=values.min_agreement,
     )
 
@@ -751,6 +767,7 @@ def export_config(values=FLAGS) -> ExportConfig:
         onnx_probabilities=values.onnx_probabilities,
         parity_dir=values.parity_dir,
         parity_frames=values.parity_frames,
+        min_fp16_agreement=values.min_fp16_agreement,
         int8=values.int8,
         quantization=calibration_config(values),
     )
@@ -769,6 +786,7 @@ def tflite_config(values=FLAGS) -> TFLiteConfig:
         else TFLiteConfig.input_size,
         parity_dir=values.parity_dir,
         parity_frames=values.parity_frames,
+        min_fp16_agreement=values.min_fp16_agreement,
         quantization=calibration_config(values),
     )
 

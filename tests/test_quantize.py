@@ -1,5 +1,6 @@
-"""Quantized deployment: calibration frames, the agreement bar, INT8 ONNX and TFLite exports of a
-small model, running them, and what refuses to write a model."""
+"""Quantized deployment: the calibration reader, the agreement judge (int8 and fp16), the layers
+int8 keeps in float32 (and that ONNX Runtime keeps them float), INT8 ONNX and TFLite exports of
+a small model, running them, and what refuses to write a model."""
 
 import dataclasses
 import json
@@ -7,11 +8,18 @@ import os
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from commands import run_export_script
 
 from scl_tf import runs
-from scl_tf.config import CalibrationConfig, ConfigError, ExportConfig, TFLiteConfig
+from scl_tf.config import (
+    CALIBRATION_METHODS,
+    CalibrationConfig,
+    ConfigError,
+    ExportConfig,
+    TFLiteConfig,
+)
 from scl_tf.eval import predictors
 from scl_tf.export import (
     agreement,
@@ -20,6 +28,7 @@ from scl_tf.export import (
     parity,
     quantize,
     runtime,
+    sensitivity,
     serving,
     tflite,
 )
@@ -92,6 +101,23 @@ def test_unreadable_calibration_frame_is_named(tmp_path):
         list(calibration.frames([str(broken)], None))
 
 
+def test_calibration_reader_reads_again_on_every_pass(tmp_path):
+    frames = calibration.calibration_frames(TRAIN, 3, SIZE)
+    assert len(frames) == 3 and list(frames.files) == calibration.calibration_files(TRAIN, 3)
+    first, second = list(frames), list(frames)
+    assert [frame.shape for frame in first] == [(1, *SIZE, 3)] * 3
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Lazy: a file broken after the set is made is named when a pass reaches it.
+    broken = tmp_path / "late.png"
+    broken.write_bytes(b"not a png")
+    lazy = calibration.CalibrationFrames((frames.files[0], str(broken)), SIZE)
+    reader = quantize.FrameReader(lazy)
+    assert reader.get_next()[runtime.INPUT_NAME].shape == (1, *SIZE, 3)
+    with pytest.raises(ConfigError, match=f"--calibration: {broken}: not a readable image"):
+        reader.get_next()
+
+
 # --- configs ------------------------------------------------------------------------------------
 
 
@@ -106,12 +132,16 @@ def test_unreadable_calibration_frame_is_named(tmp_path):
         ({"min_agreement": 0.0}, r"--min_agreement: must be in \(0, 1\]"),
         ({"min_agreement": 1.5}, r"--min_agreement: must be in \(0, 1\]"),
         ({"calibration_count": 0}, "--calibration_count: must be >= 1"),
+        ({"calibration_method": "kl"}, "--calibration_method: expected one of"),
+        ({"min_fp16_agreement": 0.0}, r"--min_fp16_agreement: must be in \(0, 1\]"),
+        ({"fp16": True, "parity_dir": ""}, "--parity_dir, --parity_frames: --fp16 is judged"),
+        ({"fp16": True, "parity_frames": 0}, "--parity_dir, --parity_frames: --fp16 is judged"),
     ],
 )
 def test_contradictory_export_flags_are_named(kwargs, error, tmp_path):
     quantization = {
         key: kwargs.pop(key)
-        for key in ("calibration", "calibration_count", "min_agreement")
+        for key in ("calibration", "calibration_count", "calibration_method", "min_agreement")
         if key in kwargs
     }
     with pytest.raises(ConfigError, match=error):
@@ -129,6 +159,11 @@ def test_contradictory_export_flags_are_named(kwargs, error, tmp_path):
         ({"precision": "int4"}, "--precision: expected one of"),
         ({"precision": "int8"}, "--calibration: required with --precision=int8"),
         ({"input_size": (0, 96)}, "--input_size: must be a positive HxW"),
+        (
+            {"precision": "fp16", "parity_dir": ""},
+            "--parity_dir, --parity_frames: --precision=fp16 is judged on real frames",
+        ),
+        ({"min_fp16_agreement": 1.01}, r"--min_fp16_agreement: must be in \(0, 1\]"),
     ],
 )
 def test_bad_tflite_flags_are_named(kwargs, error, tmp_path):
@@ -165,9 +200,44 @@ def test_agreement_is_judged_on_frames_not_noise():
         report = agreement.check_agreement(reference, quantized, SIZE, [FRAME], bar, "X")
         assert report.passed is passed and report.argmax_agreement == 1 - flipped / flip_frames.size
         assert report.noise.argmax_agreement == 0.0
-        assert f"[>= {100 * bar:.1f}% (--min_agreement): {'PASS' if passed else 'FAIL'}]" in (
+        assert f"[>= {100 * bar:g}% (--min_agreement): {'PASS' if passed else 'FAIL'}]" in (
             report.line()
         )
+        assert "on 1 frame(s) (6144 pixels): 98.014% (frames 98.01-98.01%)" in report.line()
+
+
+def test_judge_splits_a_parity_report_and_names_its_flag():
+    def labels_of(images):
+        labels = np.zeros(images.shape[:3], np.int64)
+        if images.shape[0] == 1 and images.shape[1:3] == SIZE:  # the frames: 2 of 6144 flip
+            labels.flat[:2] = 1
+        return labels
+
+    cases = parity.parity_cases(SIZE, [FRAME, FRAME])
+    report = parity.check_parity(
+        constant_predictor(lambda images: np.zeros(images.shape[:3], np.int64)),
+        constant_predictor(labels_of),
+        cases,
+        "fp16",
+    )
+    judged = agreement.judge(
+        report, SIZE, 0.9995, "TensorFlow fp32", "fp16", "--min_fp16_agreement"
+    )
+    assert [len(judged.noise.cases), len(judged.frames.cases)] == [1, 2]
+    assert judged.argmax_agreement == 1 - 2 / 6144 and judged.passed
+    assert "argmax agreement fp16 vs TensorFlow fp32 on 2 frame(s)" in judged.line()
+    assert "[>= 99.95% (--min_fp16_agreement): PASS]" in judged.line()
+    assert not agreement.judge(report, SIZE, 0.9999, "X", "fp16", "--min_fp16_agreement").passed
+    random_only = parity.ParityReport("fp16", report.cases[:1])
+    with pytest.raises(ValueError, match="--parity_dir: fp16 is judged on real frames"):
+        agreement.judge(random_only, SIZE, 0.99, "X", "fp16", "--min_fp16_agreement")
+
+
+def test_parity_frames_are_spread_over_the_folder():
+    everything = parity.parity_frames(VAL, 100)
+    assert len(everything) == 12 == ExportConfig.parity_frames
+    two = parity.parity_frames(VAL, 2)
+    assert two == [everything[0], everything[6]]
 
 
 # --- ONNX int8, in process ----------------------------------------------------------------------
@@ -182,14 +252,132 @@ def onnx_fp32(tf_model):
     return proto
 
 
-def test_float_nodes_are_the_normalization_and_the_output_head(onnx_fp32):
-    nodes = {node.name: node for node in onnx_fp32.graph.node}
-    kept = quantize.float_nodes(onnx_fp32)
+def test_first_block_end():
+    kinds = ["Mul", "conv", "Clip", "depthwise", "Clip", "conv", "conv", "depthwise"]
+    assert quantize.first_block_end(kinds) == 5
+    assert quantize.first_block_end(["conv", "Relu", "conv"]) is None  # no depthwise: none
+    assert quantize.first_block_end(["conv", "depthwise"]) is None
+
+
+@pytest.fixture(scope="module")
+def quantizer(onnx_fp32):
+    frames = calibration.calibration_frames(TRAIN, 4, SIZE)
+    with quantize.Quantizer(onnx_fp32, frames) as calibrated:
+        yield calibrated
+
+
+def test_float_nodes_are_the_input_block_and_the_output_head(quantizer):
+    prepared = quantizer.prepared
+    nodes = {node.name: node for node in prepared.graph.node}
+    kept = quantize.float_nodes(prepared)
     op_types = [nodes[name].op_type for name in kept]
-    assert "Conv" not in op_types
     assert {"Mul", "Add", "Resize", "ArgMax"} <= set(op_types), op_types
-    first_conv = next(node for node in onnx_fp32.graph.node if node.op_type == "Conv")
-    assert any(nodes[name].output[0] in first_conv.input for name in kept)  # right before it
+    # The input block: MobileNetV2's stem, first depthwise convolution and its projection.
+    block = quantize.input_block(prepared)
+    convs = [node for node in prepared.graph.node if node.op_type == "Conv"]
+    groups = [next((a.i for a in conv.attribute if a.name == "group"), 1) for conv in convs]
+    assert [conv.name for conv in convs[:3]] == [
+        name for name in block if nodes[name].op_type == "Conv"
+    ]
+    assert groups[:3][1] > 1 and groups[0] == groups[2] == 1
+    assert block[-1] == convs[2].name and block == kept[: len(block)]
+    without = quantize.float_nodes(prepared, float_input_block=False)
+    assert "Conv" not in {nodes[name].op_type for name in without}
+
+
+def weights_are_quantized(model: onnx.ModelProto) -> dict[str, bool]:
+    """{Conv name: whether its weight input comes from a DequantizeLinear}."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    return {
+        node.name: node.input[1] in producers
+        and producers[node.input[1]].op_type == "DequantizeLinear"
+        for node in model.graph.node
+        if node.op_type == "Conv"
+    }
+
+
+def test_input_block_stays_float_in_onnx_runtime(quantizer):
+    """The exclusion list holds as deployed: ORT's default session runs the input block in
+    float, where a lone float depthwise convolution between quantized neighbours is quantized
+    again when the session loads (WeightBiasQuantization; scl_tf/export/sensitivity.py)."""
+    block = quantize.input_block(quantizer.prepared)
+    convs = [name for name in block if name in weights_are_quantized(quantizer.prepared)]
+    model = quantizer.quantize()
+    quantized = weights_are_quantized(model)
+    assert not any(quantized[name] for name in convs) and sum(quantized.values()) > 10
+    (frame,) = calibration.frames([FRAME], SIZE)
+
+    def logits(model, true_float):
+        return runtime.run(sensitivity.session(model, true_float), frame)["logits"]
+
+    np.testing.assert_array_equal(logits(model, True), logits(model, False))
+    lone = quantizer.quantize([convs[1]], float_input_block=False)  # the depthwise alone
+    assert not weights_are_quantized(lone)[convs[1]]
+    assert not np.array_equal(logits(lone, True), logits(lone, False))
+
+
+def test_calibration_is_ort_minmax_one_frame_at_a_time(onnx_fp32, quantizer, tmp_path):
+    """The reader's frame-by-frame calibration gives ORT's own quantize_static ranges."""
+    files = calibration.calibration_files(TRAIN, 4)
+    reference = str(tmp_path / "ort.onnx")
+    prepared = str(tmp_path / "prepared.onnx")
+    onnx.save(quantizer.prepared, prepared)
+    ort_quantization = pytest.importorskip("onnxruntime.quantization")
+    ort_quantization.quantize_static(
+        prepared,
+        reference,
+        quantize.FrameReader(calibration.frames(files, SIZE)),
+        quant_format=ort_quantization.QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=ort_quantization.QuantType.QUInt8,
+        weight_type=ort_quantization.QuantType.QInt8,
+        nodes_to_exclude=quantize.float_nodes(quantizer.prepared),
+    )
+    ours = quantizer.quantize()
+    initializers = [
+        {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+        for model in (onnx.load(reference), ours)
+    ]
+    scales = [name for name in initializers[0] if name.endswith("_scale")]
+    assert len(scales) > 10
+    for name in scales:
+        np.testing.assert_allclose(initializers[1][name], initializers[0][name], rtol=1e-6)
+
+
+def test_percentile_calibration_clips_what_minmax_keeps(onnx_fp32, quantizer):
+    frames = calibration.calibration_frames(TRAIN, 4, SIZE)
+    assert CALIBRATION_METHODS[0] == CalibrationConfig.calibration_method == "minmax"
+    with quantize.Quantizer(onnx_fp32, frames, "percentile") as percentile:
+        models = (quantizer.quantize(), percentile.quantize())
+    scales = [
+        {
+            init.name: float(onnx.numpy_helper.to_array(init))
+            for init in model.graph.initializer
+            if init.name.endswith("_scale") and not init.dims
+        }
+        for model in models
+    ]
+    common = set(scales[0]) & set(scales[1])
+    assert common and any(scales[1][name] < scales[0][name] for name in common)
+    assert all(scales[1][name] <= scales[0][name] * (1 + 1e-6) for name in common)
+
+
+def test_sensitivity_sweep_scores_each_node_float(quantizer):
+    probe = list(calibration.frames([FRAME], SIZE))
+    fp32 = ort.InferenceSession(
+        quantizer.prepared.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    reference = sensitivity.labels(fp32, probe)
+    candidates = sensitivity.candidates(quantizer.prepared)
+    assert quantize.input_block(quantizer.prepared)[-1] in {node.name for node in candidates}
+    assert not {node.name for node in sensitivity.candidates(quantizer.prepared, True)} & set(
+        quantize.input_block(quantizer.prepared)
+    )
+    base, results = sensitivity.sweep(quantizer, reference, probe, nodes=candidates[:3])
+    assert 0.5 < base <= 1.0 and len(results) == 3
+    assert [r.gain for r in results] == sorted((r.gain for r in results), reverse=True)
+    for result in results:
+        assert result.gain == pytest.approx(result.agreement - base)
 
 
 def test_int8_onnx_follows_fp32_and_keeps_metadata(onnx_fp32):
@@ -296,6 +484,25 @@ def test_to_onnx_int8_cli_writes_a_model_that_predicts(int8_cli, small_run):
     assert (labels == keras_labels(small_run[1], frame)).mean() >= SMALL_MODEL_BAR
 
 
+def tflite_convolutions(flatbuffer: bytes) -> list[tuple[str, bool]]:
+    """(op name, whether its output is float32) of each convolution of a .tflite file, in
+    execution order."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items()}
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    result = []
+    for operator in graph.operators:
+        code = model.operatorCodes[operator.opcodeIndex]
+        name = names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            output = graph.tensors[operator.outputs[0]]
+            result.append((name, output.type == schema.TensorType.FLOAT32))
+    return result
+
+
 @pytest.mark.slow
 def test_tflite_cli_fp32_and_int8(small_run, tmp_path):
     model_dir, model = small_run
@@ -316,8 +523,14 @@ def test_tflite_cli_fp32_and_int8(small_run, tmp_path):
     assert "[max |dprob| <= 1e-04: PASS]" in fp32.stdout
     assert "argmax agreement int8 vs TensorFlow fp32 on 1 frame(s)" in int8.stdout
     assert f"wrote {outputs['int8']}: mobilenetv2, int8, 64x96" in int8.stdout
-    # Full-integer inside: no float convolution left; the float input and outputs stay.
+    # Integer inside but for the input block (stem, first depthwise and projection); the float
+    # input and outputs stay.
     assert os.path.getsize(outputs["int8"]) < 0.4 * os.path.getsize(outputs["fp32"])
+    with open(outputs["int8"], "rb") as source:
+        convolutions = tflite_convolutions(source.read())
+    assert [kind for kind, _ in convolutions[:3]] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D"]
+    assert [float_output for _, float_output in convolutions[:4]] == [True, True, True, False]
+    assert not any(float_output for _, float_output in convolutions[3:])
     (frame,) = calibration.frames([FRAME], SIZE)
     expected = parity.softmax(model(frame).numpy())
     for precision in ("fp32", "int8"):

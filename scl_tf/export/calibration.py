@@ -3,11 +3,14 @@
 
 Unlabeled frames do: calibration only records the range of every activation. The frames are
 read with the same reader as the parity frames (`images.read_image`), resized to the model's
-fixed input size or kept at their own size for a model that takes any.
+fixed input size or kept at their own size for a model that takes any. `CalibrationFrames` is
+the reader both quantizers take: ONNX Runtime's calibrator and the TFLite converter's
+representative dataset iterate it (again for every pass), one frame in memory at a time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from collections.abc import Iterator
@@ -74,3 +77,35 @@ def frames(files: list[str], size: tuple[int, int] | None) -> Iterator[np.ndarra
         except (FileNotFoundError, ValueError) as error:  # the message names the file
             raise ConfigError(f"--calibration: {error}") from None
         yield image.astype(np.float32)[None]
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationFrames:
+    """The calibration set: `files` read at `size` each time it is iterated.
+
+    Iterating yields float32 [1, H, W, 3] RGB in [0, 255] (see `frames`); `len` is the number
+    of files. Reading again instead of keeping the frames bounds memory by one frame, and lets
+    a quantizer make several passes (a calibration, then a sensitivity sweep).
+
+    Attributes:
+      files: image paths (see `calibration_files`).
+      size: (H, W) to resize every frame to; None keeps each frame's own size.
+    """
+
+    files: tuple[str, ...]
+    size: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return frames(list(self.files), self.size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def calibration_frames(pattern: str, count: int, size: tuple[int, int] | None) -> CalibrationFrames:
+    """The calibration set of --calibration, --calibration_count at `size`.
+
+    Raises:
+      ConfigError: naming --calibration, when the folder is missing or holds no images.
+    """
+    return CalibrationFrames(tuple(calibration_files(pattern, count)), size)

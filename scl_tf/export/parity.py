@@ -1,8 +1,11 @@
 """Parity of an exported model with TensorFlow on the same random and real images (no TF).
 
 Criteria (issue 7): in float32 the probabilities differ by at most 1e-4 anywhere; in float16
-the argmax labels agree on at least 99.9% of the pixels. ONNX models export logits, so their
-probabilities are the softmax of the ONNX Runtime logits, computed here in float64.
+the argmax labels agree on at least 99.9% of the pixels of every input (random images
+included: the record of export/check_backbones.py). The export commands judge fp16 and int8
+models on real frames only, against a flag's bar (scl_tf.export.agreement). ONNX models export
+logits, so their probabilities are the softmax of the ONNX Runtime logits, computed here in
+float64.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from scl_tf.data.datasets import list_images
+from scl_tf.export.calibration import spread
 from scl_tf.export.images import read_image
 
 MAX_PROBABILITY_DELTA = 1e-4  # fp32
@@ -68,8 +72,8 @@ def parity_cases(
 
 
 def parity_frames(folder: str | None, count: int) -> list[str]:
-    """The first `count` images under `folder`, by path (none for an empty folder name or
-    count 0).
+    """`count` images under `folder` (all if fewer), spread evenly over them sorted by path as
+    the calibration frames are (none for an empty folder name or count 0).
 
     Raises:
       FileNotFoundError: naming --parity_dir, when the folder is missing or has no images.
@@ -81,10 +85,10 @@ def parity_frames(folder: str | None, count: int) -> list[str]:
             f"--parity_dir: no such folder: {folder} (pass "
             "--parity_dir='' to compare on random images only)"
         )
-    frames = list_images(folder)[:count]
+    frames = list_images(folder)
     if not frames:
         raise FileNotFoundError(f"--parity_dir: no PNG or JPEG images in {folder}")
-    return frames
+    return spread(frames, count)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -3,47 +3,83 @@
 The float32 model of `convert.convert` is quantized in ONNX Runtime's recommended form for
 CPUs: QDQ format (QuantizeLinear / DequantizeLinear pairs around each quantized node, which
 ORT fuses into int8 kernels), per-channel int8 weights, uint8 activations (U8S8, the form
-ORT's x86 kernels take, with or without VNNI), MinMax ranges calibrated on real frames.
+ORT's x86 kernels take, with or without VNNI), activation ranges calibrated on real frames.
 Inputs and outputs stay float32, as in the fp32 model: `images` in [0, 255] in, `logits` and
 `labels` (, `label_ids`) out.
 
-Measured on the CamVid study's EfficientNet-Lite0 DeepLabV3+ (a 46.3% val mIoU checkpoint)
-and the demo's, on this 2-core CPU (export/README.md has the table):
-- `quant_pre_process` (ORT's graph optimizations before quantizing) decides the accuracy:
-  tf2onnx leaves each depthwise convolution's BatchNormalization as a Mul and an Add, which
-  quantizing rounds twice more; fused into the convolution, they are not. Without it int8
-  kept 91.2% of the labels of the 101 CamVid val frames and lost 1.7 mIoU points; with it
-  (and `float_nodes`), 97.3% and 0.2. Symbolic shape inference is skipped (it needs sympy;
-  ONNX's own shape inference runs).
-- `float_nodes` stay float32: the input normalization (ahead of the first convolution) and
-  everything after the logits convolution (the bilinear Resize to the input size, ArgMax,
-  label_ids). Quantized, they are slow int8 kernels on full-resolution tensors plus
-  Quantize/Dequantize around them: keeping them float took int8 from 0.49 to 0.42 times the
-  fp32 time (0.43 to 0.39 at 512x1024; demo: 0.65 to 0.58), with agreement 97.3% instead of
-  97.4% and mIoU 46.10 instead of 46.02 (fp32: 46.32). The logits convolution itself stays int8:
-  float, it cost 4-10% more time for no measurable gain.
-- Percentile and entropy calibration did no better than MinMax (+0.1 point) and keep every
-  activation of every frame in memory (92 frames: killed at 21 GB); MinMax keeps two numbers
-  per tensor. 31 or 92 calibration frames made no difference.
+What stays float32, and why (measured on this 2-core CPU; benchmarks/bench_int8_sensitivity.py
+and BENCHMARKS.md, "Quantized deployment", have the records):
+- `quant_pre_process` first (ORT's graph optimizations): tf2onnx leaves each depthwise
+  convolution's BatchNormalization as a Mul and an Add, which quantizing rounds twice more;
+  fused into the convolution, they are not (without it int8 kept 91.2% of a CamVid model's
+  labels; with it 97.4%). Symbolic shape inference is skipped (it needs sympy).
+- The output head: everything after the logits convolution (the bilinear Resize to the input
+  size, ArgMax, label_ids). As int8 they are slow kernels on full-resolution tensors with
+  Quantize/Dequantize around them, and float they cost no accuracy. The logits convolution
+  itself stays int8 (float, no measurable gain).
+- The input block (`input_block`): the input normalization, the stem convolution, the first
+  depthwise convolution and its projection, i.e. everything from the input through the first
+  inverted-residual block of MobileNetV2 and EfficientNet-Lite. A per-layer sweep (each node
+  alone in float32, labels against float32 on unlabeled frames; scl_tf/export/sensitivity.py)
+  ranks the first block's depthwise convolution first on both Lite0 models measured (+0.44
+  and +0.34 point of agreement; no other node above +0.3) and its projection among the next;
+  in float together with the stem they took the demo model from 97.87% to 98.37% of its val
+  labels. It costs no time: the stem's int8 convolution over 3 channels is slow in ORT, and
+  the float block needs no QuantizeLinear of the full-resolution input (ORT int8/fp32 0.43 ->
+  0.41 at 360x480, 0.39 -> 0.27 at 512x1024 on the demo model). The same ops stay float32 in
+  the TFLite int8 file (scl_tf/export/tflite.py). A lone float node between quantized ones
+  would not do: ORT quantizes its weights again, per tensor, when the session loads
+  (sensitivity.py's docstring).
+- Activation ranges: MinMax (--calibration_method). Every ReLU6 activation's range is [0, 6]
+  by construction, so methods differ only on the unbounded tensors (projections, residual
+  sums, the head's ReLUs): percentile (99.999%, 2048 bins) moved the demo model's agreement
+  by +0.1 point and the study's by +0.02, entropy (2048 bins, TensorRT's) lost 2.9 points on
+  the demo model by clipping them, and both histogram methods take 3-14 times longer. ORT's
+  quantize_static entropy uses 128 bins for 128 quantized bins, a single candidate threshold:
+  its ranges equal MinMax's exactly. The histogram methods are calibrated one frame at a time
+  here (given all frames at once, ORT holds every activation of every frame in memory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import onnx
 from onnxruntime import quantization
+from onnxruntime.quantization import calibrate as ort_calibrate
+from onnxruntime.quantization import registry as ort_registry
 
 from scl_tf import runs
+from scl_tf.config import CalibrationConfig
 from scl_tf.export import agreement, onnx_model, runtime
 from scl_tf.export.convert import onnx_predictor
 
 # Ops between the input and the first convolution: the ImageNet normalization, NHWC -> NCHW.
 _NORMALIZATION_OPS = ("Mul", "Add", "Sub", "Div", "Transpose")
+# Every op type ORT can quantize (quantize_static's own default set).
+_QUANTIZABLE_OPS = sorted(set(ort_registry.QLinearOpsRegistry) | set(ort_registry.QDQRegistry))
+# ORT's calibrator and its settings per --calibration_method. The histogram methods take
+# TensorRT's sizes (2048 bins): quantize_static's own entropy uses 128 bins for 128 quantized
+# bins, which leaves a single candidate threshold, the whole range, i.e. MinMax (every scale of
+# its model equals MinMax's). Activations are uint8 with a zero point: ranges are not
+# symmetrized.
+_CALIBRATORS = {
+    "minmax": (quantization.CalibrationMethod.MinMax, {}),
+    "percentile": (
+        quantization.CalibrationMethod.Percentile,
+        {"num_bins": 2048, "percentile": 99.999, "symmetric": False},
+    ),
+    "entropy": (
+        quantization.CalibrationMethod.Entropy,
+        {"num_bins": 2048, "num_quantized_bins": 128, "symmetric": False},
+    ),
+}
 
 
 def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
@@ -68,16 +104,54 @@ def _reached(
     return names
 
 
-def float_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes kept in float32: the input normalization (from the input up to the
-    first convolution) and everything after the last convolution, which makes the logits
-    (a topologically sorted graph's last Conv)."""
+def first_block_end(kinds: Sequence[str]) -> int | None:
+    """Index of the convolution that ends the first inverted-residual block (MobileNetV2,
+    EfficientNet-Lite): the first plain convolution after the first depthwise one; None for a
+    network without depthwise convolutions.
+
+    Args:
+      kinds: per op in execution order, "conv", "depthwise" or anything else (ONNX and TFLite
+        graphs both use it).
+    """
+    depthwise = next((i for i, kind in enumerate(kinds) if kind == "depthwise"), None)
+    if depthwise is None:
+        return None
+    return next((i for i in range(depthwise + 1, len(kinds)) if kinds[i] == "conv"), None)
+
+
+def _conv_kind(node: onnx.NodeProto) -> str:
+    """ "depthwise" for a grouped Conv, "conv" for another Conv, else the op type."""
+    if node.op_type != "Conv":
+        return node.op_type
+    group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+    return "depthwise" if group > 1 else "conv"
+
+
+def input_block(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes from the input through the first inverted-residual block (the input
+    normalization, the stem convolution, the first depthwise convolution and its projection,
+    with the activations between), in a topologically sorted graph; just the normalization
+    for a network without depthwise convolutions."""
+    graph = model.graph
+    end = first_block_end([_conv_kind(node) for node in graph.node])
+    if end is None:
+        return _reached(_consumers(graph), [graph.input[0].name], _NORMALIZATION_OPS)
+    return [node.name for node in graph.node[: end + 1]]
+
+
+def float_nodes(model: onnx.ModelProto, float_input_block: bool = True) -> list[str]:
+    """Names of the nodes kept in float32 (see the module docstring): `input_block` (only the
+    input normalization when `float_input_block` is False) and everything after the last
+    convolution, which makes the logits (a topologically sorted graph's last Conv)."""
     graph = model.graph
     consumers = _consumers(graph)
     logits_conv = [node for node in graph.node if node.op_type == "Conv"][-1]
-    return _reached(consumers, [graph.input[0].name], _NORMALIZATION_OPS) + _reached(
-        consumers, list(logits_conv.output)
+    head = (
+        input_block(model)
+        if float_input_block
+        else _reached(consumers, [graph.input[0].name], _NORMALIZATION_OPS)
     )
+    return head + _reached(consumers, list(logits_conv.output))
 
 
 class FrameReader(quantization.CalibrationDataReader):
@@ -91,37 +165,112 @@ class FrameReader(quantization.CalibrationDataReader):
         return None if frame is None else {runtime.INPUT_NAME: frame}
 
 
-def quantize_int8(model: onnx.ModelProto, frames: Iterable[np.ndarray]) -> onnx.ModelProto:
+class Quantizer:
+    """A float32 model prepared and calibrated once, then quantized with any set of nodes kept
+    in float32 (a sensitivity sweep quantizes it once per node).
+
+        with Quantizer(model, frames) as quantizer:
+            int8 = quantizer.quantize()
+
+    Args:
+      model: float32 ModelProto, input `images` [B, H, W, 3].
+      frames: float32 [1, H, W, 3] calibration frames in [0, 255], iterated once (e.g.
+        `calibration.CalibrationFrames`).
+      method: one of config.CALIBRATION_METHODS.
+
+    Attributes:
+      prepared: the model after ORT's pre-processing; node names refer to it.
+    """
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        frames: Iterable[np.ndarray],
+        method: str = CalibrationConfig.calibration_method,
+    ):
+        self._folder = tempfile.TemporaryDirectory(prefix="scl_tf_int8_")
+        self._method = _CALIBRATORS[method][0]
+        folder = self._folder.name
+        original = os.path.join(folder, "fp32.onnx")
+        self._prepared = os.path.join(folder, "prepared.onnx")
+        self._cache = os.path.join(folder, "calibration.json")
+        # Files, not ModelProtos: ORT 1.32 mishandles in-memory models here.
+        onnx.save(model, original)
+        quantization.quant_pre_process(original, self._prepared, skip_symbolic_shape=True)
+        self.prepared = onnx.load(self._prepared)
+        self._calibrate(frames, method)
+
+    def _calibrate(self, frames: Iterable[np.ndarray], method: str) -> None:
+        """Writes the activation ranges of `frames` to the calibration cache, one frame per
+        pass (ORT's histogram calibrators merge histograms across passes; given all frames at
+        once they hold every activation of every frame in memory)."""
+        ort_method, options = _CALIBRATORS[method]
+        calibrator = quantization.create_calibrator(
+            self._prepared,
+            _QUANTIZABLE_OPS,
+            augmented_model_path=os.path.join(self._folder.name, "augmented.onnx"),
+            calibrate_method=ort_method,
+            extra_options=options,
+        )
+        count = 0
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints progress lines
+            for frame in frames:
+                calibrator.collect_data(FrameReader([frame]))
+                count += 1
+            if not count:
+                raise ValueError("int8 calibration: no frames")
+            ort_calibrate.save_tensors_data(calibrator.compute_data(), self._cache)
+
+    def quantize(
+        self, keep_float: Sequence[str] = (), float_input_block: bool = True
+    ) -> onnx.ModelProto:
+        """The int8 QDQ model, with `float_nodes(prepared, float_input_block)` and
+        `keep_float` (node names of `prepared`) in float32; without metadata_props."""
+        output = os.path.join(self._folder.name, "int8.onnx")
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantization.quantize_static(
+                self._prepared,
+                output,
+                None,
+                quant_format=quantization.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=quantization.QuantType.QUInt8,
+                weight_type=quantization.QuantType.QInt8,
+                nodes_to_exclude=float_nodes(self.prepared, float_input_block) + list(keep_float),
+                calibrate_method=self._method,
+                calibration_cache_path=self._cache,
+            )
+        result = onnx.load(output)
+        del result.metadata_props[:]  # ORT's pre-processing marks; set_metadata writes ours
+        return result
+
+    def close(self) -> None:
+        self._folder.cleanup()
+
+    def __enter__(self) -> Quantizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def quantize_int8(
+    model: onnx.ModelProto,
+    frames: Iterable[np.ndarray],
+    method: str = CalibrationConfig.calibration_method,
+) -> onnx.ModelProto:
     """The int8 QDQ version of a float32 ONNX model (see the module docstring).
 
     Args:
       model: float32 ModelProto, input `images` [B, H, W, 3].
       frames: float32 [1, H, W, 3] calibration frames in [0, 255] (any H, W the model takes).
+      method: one of config.CALIBRATION_METHODS.
 
     Returns:
       ModelProto with the same inputs and outputs, without metadata_props.
     """
-    with tempfile.TemporaryDirectory(prefix="scl_tf_int8_") as folder:
-        original, prepared, quantized = (
-            os.path.join(folder, name) for name in ("fp32.onnx", "prepared.onnx", "int8.onnx")
-        )
-        # A file, not the ModelProto: ORT 1.32 mishandles in-memory models here.
-        onnx.save(model, original)
-        quantization.quant_pre_process(original, prepared, skip_symbolic_shape=True)
-        quantization.quantize_static(
-            prepared,
-            quantized,
-            FrameReader(frames),
-            quant_format=quantization.QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=quantization.QuantType.QUInt8,
-            weight_type=quantization.QuantType.QInt8,
-            nodes_to_exclude=float_nodes(onnx.load(prepared)),
-            calibrate_method=quantization.CalibrationMethod.MinMax,
-        )
-        result = onnx.load(quantized)
-    del result.metadata_props[:]  # ORT's pre-processing marks; set_metadata writes ours
-    return result
+    with Quantizer(model, frames, method) as quantizer:
+        return quantizer.quantize()
 
 
 def export_int8(
@@ -129,6 +278,7 @@ def export_int8(
     calibration: Iterable[np.ndarray],
     frames: list[str],
     min_agreement: float,
+    method: str = CalibrationConfig.calibration_method,
 ) -> tuple[onnx.ModelProto, agreement.AgreementReport]:
     """Quantizes a float32 model of `convert.export_onnx`, stores its ExportInfo with
     precision "int8", and checks the agreement of the two.
@@ -137,12 +287,13 @@ def export_int8(
       model: float32 ModelProto with scl_tf metadata.
       calibration: float32 [1, H, W, 3] frames (see scl_tf.export.calibration).
       frames: image files the agreement is judged on (besides random images, reported).
+      method: one of config.CALIBRATION_METHODS.
 
     Returns:
       (the int8 model with metadata, the agreement report; check `report.passed`).
     """
     info = onnx_model.read_info(model, "the float32 ONNX model")
-    quantized = quantize_int8(model, calibration)
+    quantized = quantize_int8(model, calibration, method)
     onnx_model.set_metadata(quantized, dataclasses.replace(info, precision="int8"))
     report = agreement.check_agreement(
         onnx_predictor(runs.onnx_session(model.SerializeToString())),

@@ -1,7 +1,7 @@
 """TensorFlow Lite: a model's serving_logits signature at a fixed input size as a .tflite file
 in fp32, fp16 or int8, with its ExportInfo inside, checked against TensorFlow.
 
-    flatbuffer, report = export_tflite(model, (360, 480), "int8", frames, calibration, 0.95)
+    flatbuffer, report = export_tflite(model, (360, 480), "int8", frames, calibration)
 
 Choices:
 - The input is fixed, [1, H, W, 3] float32 RGB in [0, 255] (a phone model is static, and
@@ -15,7 +15,12 @@ Choices:
 - int8: full-integer (TFLITE_BUILTINS_INT8 only, no float kernel left) calibrated on a
   representative dataset of real frames, with float32 input and outputs: the converter adds
   a Quantize after the input and Dequantize before the outputs, so the file keeps the float
-  contract of every other export, and `labels` is the argmax of the int8 logits.
+  contract of every other export, and `labels` is the argmax of the int8 logits. Converting
+  is two steps, the converter's calibration pass (`calibrate`) and the MLIR quantizer on its
+  result (`quantize`, what the converter itself runs next): a sensitivity sweep quantizes one
+  calibration many times, with layers left in float (`keep_float`).
+- fp16 and int8 are judged by their labels on real frames against TensorFlow's
+  (scl_tf.export.agreement), each against its own bar; fp32 by parity (max |dprob| <= 1e-4).
 - Metadata: a metadata entry named "scl_tf" holding the ExportInfo as JSON (with the input
   convention), the way TensorFlow stores its own conversion metadata in the file.
 """
@@ -24,12 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from scl_tf import runs
+from scl_tf import quiet_stderr, runs
+from scl_tf.config import CalibrationConfig, ExportConfig
 from scl_tf.export import agreement, parity
 from scl_tf.export.convert import tf_predictor
 from scl_tf.export.metadata import INPUT_CONVENTION, ExportInfo
@@ -67,6 +73,62 @@ def fixed_function(model: TFModel, input_size: tuple[int, int]):
     return named.get_concrete_function()
 
 
+def calibrate(function, calibration: Iterable[np.ndarray]) -> bytes:
+    """The float .tflite flatbuffer of a `fixed_function` with the activation ranges of the
+    `calibration` frames (float32 [1, H, W, 3] in [0, 255] at the function's size) recorded,
+    ready for `quantize`."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], tf.Module())
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([frame] for frame in calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_calibrate_only = True  # TF's own route to quantize one calibration
+    with quiet_stderr():
+        return converter.convert()
+
+
+def input_block(calibrated: bytes) -> list[str]:
+    """Output tensor names of the ops from the input through the first inverted-residual
+    block of a `calibrate` result (the normalization, the stem, the first depthwise
+    convolution and its projection), kept in float32 as in ONNX (scl_tf/export/quantize.py has
+    the measurement); none for a network without depthwise convolutions."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from scl_tf.export.quantize import first_block_end
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    kinds = []
+    for operator in graph.operators:
+        code = model.operatorCodes[operator.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        kinds.append(
+            {
+                schema.BuiltinOperator.CONV_2D: "conv",
+                schema.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise",
+            }.get(builtin, "")
+        )
+    end = first_block_end(kinds)
+    if end is None:
+        return []
+    return [
+        graph.tensors[index].name.decode()
+        for operator in graph.operators[: end + 1]
+        for index in operator.outputs
+    ]
+
+
+def quantize(calibrated: bytes, keep_float: Sequence[str] = ()) -> bytes:
+    """The int8 flatbuffer of a `calibrate` result, float32 input and outputs, the ops whose
+    output tensors are named in `keep_float` left in float32."""
+    from tensorflow.lite.python import convert as lite_convert
+
+    with quiet_stderr():  # its C++ prints "fully_quantize: ..." whatever the log level
+        return lite_convert.mlir_quantize(
+            calibrated, fully_quantize=False, denylisted_nodes=list(keep_float) or None
+        )
+
+
 def convert(function, precision: str, calibration: Iterable[np.ndarray] | None = None) -> bytes:
     """The .tflite flatbuffer of a `fixed_function`.
 
@@ -74,15 +136,15 @@ def convert(function, precision: str, calibration: Iterable[np.ndarray] | None =
       precision: "fp32", "fp16" or "int8".
       calibration: int8: float32 [1, H, W, 3] frames in [0, 255] at the function's size.
     """
+    if precision == "int8":
+        calibrated = calibrate(function, calibration)
+        return quantize(calibrated, input_block(calibrated))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], tf.Module())
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([frame] for frame in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    with quiet_stderr():
+        return converter.convert()
 
 
 def with_metadata(flatbuffer: bytes, info: ExportInfo) -> bytes:
@@ -169,17 +231,18 @@ def export_tflite(
     precision: str,
     frames: list[str],
     calibration: Iterable[np.ndarray] | None = None,
-    min_agreement: float = 1.0,
+    min_agreement: float = CalibrationConfig.min_agreement,
+    min_fp16_agreement: float = ExportConfig.min_fp16_agreement,
 ):
     """Converts `model`, stores its ExportInfo, and checks the file against TensorFlow.
 
-    fp32 and fp16 pass parity's criteria, as ONNX files do (parity.py: max |dprob| <= 1e-4;
-    agreement >= 99.9% on random images and `frames`); int8 passes `min_agreement` on `frames`
-    (scl_tf.export.agreement).
+    fp32 passes parity's criterion, as ONNX files do (max |dprob| <= 1e-4); fp16 and int8
+    keep TensorFlow's labels on at least `min_fp16_agreement` / `min_agreement` of the
+    `frames`' pixels (scl_tf.export.agreement).
 
     Args:
       input_size: (H, W) of the file's input.
-      frames: real image files compared (at least one for int8).
+      frames: real image files compared (at least one for fp16 and int8).
       calibration: int8: float32 [1, H, W, 3] frames (see scl_tf.export.calibration).
 
     Returns:
@@ -195,11 +258,14 @@ def export_tflite(
     )
     flatbuffer = with_metadata(convert(function, precision, calibration), info)
     exported = tflite_parity_predictor(runs.tflite_interpreter(flatbuffer))
-    if precision == "int8":
-        report = agreement.check_agreement(
-            tf_predictor(model), exported, input_size, frames, min_agreement, "TensorFlow fp32"
-        )
-    else:
+    if precision == "fp32":
         cases = parity.parity_cases(input_size, frames)
-        report = parity.check_parity(tf_predictor(model), exported, cases, precision)
+        return flatbuffer, parity.check_parity(tf_predictor(model), exported, cases, precision)
+    bar, flag = {
+        "int8": (min_agreement, "--min_agreement"),
+        "fp16": (min_fp16_agreement, "--min_fp16_agreement"),
+    }[precision]
+    report = agreement.check_agreement(
+        tf_predictor(model), exported, input_size, frames, bar, "TensorFlow fp32", precision, flag
+    )
     return flatbuffer, report
