@@ -8,6 +8,7 @@ Every check here names the flag at fault.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from scl_tf.eval.overlay import FORMATS
@@ -24,6 +25,15 @@ ONNX_OPSETS = (13, 18)  # 13: omitted optional Resize inputs; 18: the newest tf2
 
 class ConfigError(ValueError):
     """A flag value is invalid or contradicts another; the message names the flag."""
+
+
+def _require_finite(config) -> None:
+    """Every float field of a config dataclass is a finite number (NaN passes comparisons such
+    as `x < 0`, and infinity most bounds); raises ConfigError naming the flag."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{field.name}: must be a finite number, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +82,7 @@ class DataConfig:
                 )
 
     def __post_init__(self):
+        _require_finite(self)
         if self.dataset not in DATASETS:
             raise ConfigError(f"--dataset: expected one of {DATASETS}, got {self.dataset!r}")
         if self.dataset == "folder":
@@ -128,6 +139,7 @@ class PipelineConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _require_finite(self)
         if min(self.crop_size) < 1:
             raise ConfigError(f"--crop_size: must be positive, got {self.crop_size}")
         for name in (
@@ -263,7 +275,15 @@ class TrainConfig:
         return MIXED_POLICIES[self.mixed_precision]
 
     def __post_init__(self):
-        for name in ("lambda_c", "lambda_sc", "weight_decay", "learning_rate", "momentum"):
+        _require_finite(self)
+        for name in (
+            "lambda_c",
+            "lambda_sc",
+            "weight_decay",
+            "learning_rate",
+            "momentum",
+            "lr_power",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name}: must be >= 0, got {getattr(self, name)}")
         if self.steps < 0 or (self.steps == 0 and self.epochs <= 0):
@@ -372,8 +392,10 @@ class InferenceConfig:
     tile_stride: tuple[int, int] | None = None
 
     def __post_init__(self):
-        if not self.scales or min(self.scales) <= 0:
-            raise ConfigError(f"--scales: need one or more positive scales, got {self.scales}")
+        if not self.scales or not all(0 < scale < math.inf for scale in self.scales):
+            raise ConfigError(
+                f"--scales: need one or more positive, finite scales, got {self.scales}"
+            )
         if self.tile is not None and min(self.tile) < 1:
             raise ConfigError(f"--tile: must be positive, got {self.tile}")
         if self.tile_stride is not None:
@@ -428,6 +450,7 @@ class CalibrationConfig:
     min_agreement: float = 0.95
 
     def __post_init__(self):
+        _require_finite(self)
         if self.calibration_count < 1:
             raise ConfigError(f"--calibration_count: must be >= 1, got {self.calibration_count}")
         if self.calibration_method not in CALIBRATION_METHODS:
@@ -602,6 +625,7 @@ class PredictConfig:
         return self.model or self.model_dir
 
     def __post_init__(self):
+        _require_finite(self)
         _check_model_source(
             "model" if self.model else "model_dir", self.source, self.checkpoint, self.eval_weights
         )
