@@ -167,7 +167,7 @@ class PipelineConfig:
             )
         if not 0.0 < self.cutmix_area < 1.0:
             raise ConfigError(f"--cutmix_area: must be in (0, 1), got {self.cutmix_area}")
-        if not 0.0 <= self.cutmix_min_box_cells < float("inf"):
+        if self.cutmix_min_box_cells < 0:
             raise ConfigError(
                 f"--cutmix_min_box_cells: must be >= 0, got {self.cutmix_min_box_cells}"
             )
