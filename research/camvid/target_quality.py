@@ -9,10 +9,11 @@ checkpoint the run kept (and, for a warm start, of the model it started from: st
 CutMixed targets of fixed pairs of those frames are scored against the CutMix of the two frames'
 labels: pixel accuracy, per-class IoU and mIoU of the target's argmax, the share of target
 pixels whose top probability reaches --threshold (the confidence gate's share) and the accuracy
-of those pixels. Pairs are frames (2k, 2k + 1) of the first --frames unlabeled frames in sorted
-order, whole 360x480 frames at scale 1, mixed by boxes drawn with the run's own N and area from
-a fixed seed: the same pixels for every checkpoint and run. Mixing changes which frame a target
-pixel comes from, not the teacher's prediction there (the teacher sees u_a and u_b whole).
+of those pixels. Pairs are frames (2k, 2k + 1) of --frames unlabeled frames spread evenly over
+the sorted set (every sequence), whole 360x480 frames at scale 1, mixed by boxes drawn with the
+run's own N and area from a fixed seed: the same pixels for every checkpoint and run. Mixing
+changes which frame a target pixel comes from, not the teacher's prediction there (the teacher
+sees u_a and u_b whole).
 """
 
 from __future__ import annotations
@@ -36,14 +37,16 @@ BOX_SEED = 2026  # the boxes' seed: the same pairs and boxes for every checkpoin
 
 
 def unlabeled_samples(run_dir: str, record: dict, count: int) -> list[datasets.Sample]:
-    """The first `count` train samples (sorted) that the run did not use as labeled."""
+    """`count` train samples that the run did not use as labeled, spread evenly over them in
+    sorted order (CamVid's sorted names run sequence by sequence)."""
     config = DataConfig(**{**record["data"], "labeled_list": None})
     root = config.data_dir
     with open(os.path.join(run_dir, "labeled_list.txt")) as source:
         labeled = {line.strip() for line in source if line.strip()}
     train = sorted(datasets.find_pairs(config, "train"), key=lambda sample: sample.image)
     rest = [s for s in train if os.path.relpath(s.image, root) not in labeled]
-    return rest[:count]
+    picks = np.linspace(0, len(rest) - 1, min(count, len(rest))).round().astype(int)
+    return [rest[index] for index in picks]
 
 
 def load_frames(samples, spec) -> tuple[np.ndarray, np.ndarray]:
@@ -108,14 +111,13 @@ def score_targets(probs, mix, mixed_labels, num_classes: int, threshold: float) 
     }
 
 
-def teachers(run_dir: str, record: dict, info: runs.RunInfo):
+def teachers(run_dir: str, record: dict, info: runs.RunInfo, warm_source: str | None):
     """(step, EMA teacher) at the warm start's source (step 0) and at each kept checkpoint."""
     student, teacher = runs.build_networks(
         ModelConfig(**{**record["model"], "weights": None}), info.num_classes
     )
-    source = record["model"]["weights"]
-    if source and source != "imagenet":
-        yield 0, runs.load_keras(source)
+    if warm_source:
+        yield 0, runs.load_keras(warm_source)
     state = tf.train.get_checkpoint_state(os.path.join(run_dir, runs.LATEST_FOLDER))
     for path in state.all_model_checkpoint_paths if state else []:
         checkpoint = tf.train.Checkpoint(student=student, teacher=teacher)
@@ -129,6 +131,11 @@ def main():
     parser.add_argument("--frames", type=int, default=64, help="Unlabeled frames (pairs x 2).")
     parser.add_argument("--threshold", type=float, default=0.97, help="Confidence threshold.")
     parser.add_argument("--output", help="JSON to write; default RUN/target_quality.json.")
+    parser.add_argument(
+        "--warm_source",
+        help="What the run warm-started from; default its --weights (a relative one is read "
+        "from where the run was started).",
+    )
     args = parser.parse_args()
     try:
         record, info = runs.read_record(args.run), runs.read_info(args.run)
@@ -147,7 +154,12 @@ def main():
         "class_names": list(info.class_names),
         "steps": {},
     }
-    for step, teacher in teachers(args.run, record, info):
+    warm_source = args.warm_source or record["model"]["weights"]
+    if warm_source == "imagenet":
+        warm_source = None
+    if warm_source and not os.path.exists(warm_source):
+        sys.exit(f"error: --warm_source: the run started from {warm_source}, not found from here")
+    for step, teacher in teachers(args.run, record, info, warm_source):
         probs = teacher_probabilities(teacher, images)
         scores = score_targets(probs, mix, mixed_labels, info.num_classes, args.threshold)
         result["steps"][str(step)] = scores
