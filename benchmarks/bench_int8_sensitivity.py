@@ -12,8 +12,9 @@ throughout), each time scored by its labels' agreement with the float32 model on
 when none is left). The sessions run with ORT's WeightBiasQuantization off, so that a node
 kept float is float (scl_tf/export/sensitivity.py says why). Then the rule of
 scl_tf/export/quantize.py (the input block in float32) is checked as deployed, with ORT's
-default session, against the all-int8 model on the same frames. Prints the largest gains and
-adds the record to --output (one per run).
+default session, against the all-int8 model on the same frames, and so is the input block's
+depthwise convolution kept float alone (what ORT's default session makes of a lone float
+node). Prints the largest gains and adds the record to --output (one per run).
 """
 
 import argparse
@@ -95,6 +96,15 @@ def main():
             for name in quantize.input_block(q.prepared)
             if name in {node.name for node in sensitivity.candidates(q.prepared)}
         ]
+        nodes = {node.name: node for node in q.prepared.graph.node}
+        depthwise = next(name for name in block if quantize.conv_kind(nodes[name]) == "depthwise")
+        lone = q.quantize([depthwise], float_input_block=False)
+        lone_depthwise = {
+            session_kind: sensitivity.agreement(
+                sensitivity.labels(sensitivity.session(lone, true_float), probe), reference
+            )
+            for session_kind, true_float in (("ort_default", False), ("true_float", True))
+        }
     info = serving.run_info(args.model_dir)
     record = {
         "model": os.path.abspath(args.model_dir),
@@ -112,6 +122,7 @@ def main():
         "base_agreement": base,
         "input_block": block,
         "deployed_agreement": deployed,
+        "lone_depthwise_float": {"node": depthwise, **lone_depthwise},
         "layers": [vars(result) for result in results],
         "seconds": time.time() - start,
     }
@@ -121,6 +132,10 @@ def main():
         print(f"{rank:2d}. {100 * result.gain:+.3f} {result.op_type} {result.node}{mark}")
     for name, value in deployed.items():
         print(f"{name}, ORT default session: {100 * value:.3f}%")
+    print(
+        f"{depthwise} alone in float: {100 * lone_depthwise['true_float']:.3f}% run float, "
+        f"{100 * lone_depthwise['ort_default']:.3f}% in ORT's default session"
+    )
     bench.update_json(args.output, record)
     print(f"record added to {args.output}")
 

@@ -7,8 +7,9 @@ ORT's x86 kernels take, with or without VNNI), activation ranges calibrated on r
 Inputs and outputs stay float32, as in the fp32 model: `images` in [0, 255] in, `logits` and
 `labels` (, `label_ids`) out.
 
-What stays float32, and why (measured on this 2-core CPU; benchmarks/bench_int8_sensitivity.py
-and BENCHMARKS.md, "Quantized deployment", have the records):
+What stays float32, and why (2 shared CPU cores; BENCHMARKS.md, "Quantized deployment", quotes
+the records of benchmarks/bench_int8_sensitivity.py, bench_int8_calibration.py and
+bench_quantized.py):
 - `quant_pre_process` first (ORT's graph optimizations): tf2onnx leaves each depthwise
   convolution's BatchNormalization as a Mul and an Add, which quantizing rounds twice more;
   fused into the convolution, they are not (without it int8 kept 91.2% of a CamVid model's
@@ -16,28 +17,31 @@ and BENCHMARKS.md, "Quantized deployment", have the records):
 - The output head: everything after the logits convolution (the bilinear Resize to the input
   size, ArgMax, label_ids). As int8 they are slow kernels on full-resolution tensors with
   Quantize/Dequantize around them, and float they cost no accuracy. The logits convolution
-  itself stays int8 (float, no measurable gain).
+  stays int8 (float alone: +0.01 to +0.11 point in the sweep).
 - The input block (`input_block`): the input normalization, the stem convolution, the first
   depthwise convolution and its projection, i.e. everything from the input through the first
-  inverted-residual block of MobileNetV2 and EfficientNet-Lite. A per-layer sweep (each node
-  alone in float32, labels against float32 on unlabeled frames; scl_tf/export/sensitivity.py)
-  ranks the first block's depthwise convolution first on both Lite0 models measured (+0.44
-  and +0.34 point of agreement; no other node above +0.3) and its projection among the next;
-  in float together with the stem they took the demo model from 97.87% to 98.37% of its val
-  labels. It costs no time: the stem's int8 convolution over 3 channels is slow in ORT, and
-  the float block needs no QuantizeLinear of the full-resolution input (ORT int8/fp32 0.43 ->
-  0.41 at 360x480, 0.39 -> 0.27 at 512x1024 on the demo model). The same ops stay float32 in
-  the TFLite int8 file (scl_tf/export/tflite.py). A lone float node between quantized ones
-  would not do: ORT quantizes its weights again, per tensor, when the session loads
-  (sensitivity.py's docstring).
-- Activation ranges: MinMax (--calibration_method). Every ReLU6 activation's range is [0, 6]
-  by construction, so methods differ only on the unbounded tensors (projections, residual
-  sums, the head's ReLUs): percentile (99.999%, 2048 bins) moved the demo model's agreement
-  by +0.1 point and the study's by +0.02, entropy (2048 bins, TensorRT's) lost 2.9 points on
-  the demo model by clipping them, and both histogram methods take 3-14 times longer. ORT's
-  quantize_static entropy uses 128 bins for 128 quantized bins, a single candidate threshold:
-  its ranges equal MinMax's exactly. The histogram methods are calibrated one frame at a time
-  here (given all frames at once, ORT holds every activation of every frame in memory).
+  inverted-residual block of MobileNetV2 and EfficientNet-Lite. The per-layer sweep
+  (scl_tf/export/sensitivity.py: each node alone in float32, labels against float32 on
+  unlabeled frames) ranks the first block's depthwise convolution and its projection first and
+  second on both Lite0 models measured (+0.44 / +0.25 and +0.34 / +0.19 point of agreement; no
+  other node above +0.16), and the stem first on the MobileNetV2 (+0.13). In
+  float together with the stem they keep 98.43% instead of 97.71% of the demo model's probe
+  labels, 98.53% instead of 97.90% of the study's, 98.74% instead of 98.59% of the
+  MobileNetV2's. They cost no time: ORT's int8 convolution over the 3 input channels is slow,
+  and the float block needs no QuantizeLinear of the full-resolution input (ORT int8 runs at
+  0.30-0.42x the fp32 time on the models measured). The same ops stay float32 in the TFLite
+  int8 file (scl_tf/export/tflite.py). A lone float node between quantized ones would not do:
+  ORT quantizes its weights again, per tensor, when the session loads (sensitivity.py).
+- Activation ranges: MinMax over 100 frames (--calibration_method, --calibration_count). Every
+  ReLU6 activation's range is [0, 6] by construction, so methods differ only on the unbounded
+  tensors (projections, residual sums, the head's ReLUs): percentile (99.999%, 2048 bins) moved
+  the agreement by +0.07 to +0.10 point in 1.6-2.3 times MinMax's time; entropy (2048 bins,
+  TensorRT's) clips those tensors and lost 3 points of agreement (95.1% and 95.5%; -1.06 mIoU
+  on the study's model). MinMax on 8, 32, 100 or 300 frames kept the same share of labels
+  within 0.07 point. ORT's quantize_static entropy uses 128 bins for 128 quantized bins, a
+  single candidate threshold: its ranges equal MinMax's exactly. The histogram methods are
+  calibrated one frame at a time here (given all frames at once, ORT holds every activation of
+  every frame in memory).
 """
 
 from __future__ import annotations
@@ -119,8 +123,8 @@ def first_block_end(kinds: Sequence[str]) -> int | None:
     return next((i for i in range(depthwise + 1, len(kinds)) if kinds[i] == "conv"), None)
 
 
-def _conv_kind(node: onnx.NodeProto) -> str:
-    """ "depthwise" for a grouped Conv, "conv" for another Conv, else the op type."""
+def conv_kind(node: onnx.NodeProto) -> str:
+    """Of a node: "depthwise" for a grouped Conv, "conv" for another Conv, else its op type."""
     if node.op_type != "Conv":
         return node.op_type
     group = next((attr.i for attr in node.attribute if attr.name == "group"), 1)
@@ -133,7 +137,7 @@ def input_block(model: onnx.ModelProto) -> list[str]:
     with the activations between), in a topologically sorted graph; just the normalization
     for a network without depthwise convolutions."""
     graph = model.graph
-    end = first_block_end([_conv_kind(node) for node in graph.node])
+    end = first_block_end([conv_kind(node) for node in graph.node])
     if end is None:
         return _reached(_consumers(graph), [graph.input[0].name], _NORMALIZATION_OPS)
     return [node.name for node in graph.node[: end + 1]]
