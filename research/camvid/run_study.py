@@ -300,6 +300,10 @@ RECIPE_RUNS = (
     "supervised_1500_s2",
     "{best}_s2",
     "{best}_consistency_s2",
+    # The precision check on 3 seeds: S750 in float32 ended 3.9 points below bfloat16 on seed 0,
+    # and 1.95 below the same float32 flags on another machine: one pair cannot resolve 1 point.
+    "supervised_fp32_s1",
+    "supervised_fp32_s2",
 )
 STUDIES = {
     "imagenet": Study(
