@@ -303,26 +303,31 @@ def table(record: dict) -> str:
 
 def summary(records: list[dict]) -> str:
     """One row per model and quantized format: fp32 and int8/fp16 mIoU, agreement, ratios."""
+
+    def ratio(value):
+        return "-" if value is None else f"{value:.2f}"
+
     lines = [
         "| model | format | fp32 mIoU | mIoU | change | agreement | export check "
-        "| p50 ratio 360x480 | p50 ratio 512x1024 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| p50 ratio 360x480 | p50 ratio 512x1024 | ORT defaults: 360x480 | 512x1024 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for record in records:
         rows = {row["format"]: row for row in record["rows"]}
         for name in ("onnx int8", "tflite int8", "onnx fp16", "tflite fp16"):
             row = rows[name]
             fp32 = rows[name.split()[0] + " fp32"]
-            large = row["ratio_large"]
             lines.append(
                 f"| {record['label']} | {name} | {100 * fp32['miou']:.2f} "
                 f"| {100 * row['miou']:.2f} | {100 * (row['miou'] - fp32['miou']):+.2f} "
                 f"| {100 * row['argmax_agreement']:.2f}% "
                 f"| {'pass' if row['export_passed'] else 'FAIL'} "
-                f"| {row['ratio']:.2f} | {'-' if large is None else f'{large:.2f}'} |"
+                f"| {ratio(row['ratio'])} | {ratio(row['ratio_large'])} "
+                f"| {ratio(row['ratio_ort_defaults'])} | {ratio(row['ratio_large_ort_defaults'])} |"
             )
     lines.append(
-        "Ratios: ONNX to ONNX fp32, TFLite to TFLite fp32 (TFLite timed at 360x480 only); "
+        "Ratios: median of paired per-round p50 ratios, ONNX to ONNX fp32 (sessions that do not "
+        "spin; ORT defaults: spinning sessions), TFLite to TFLite fp32 (360x480 only); "
         "agreement: share of the val pixels whose label is the float32 SavedModel's."
     )
     return "\n".join(lines)
