@@ -7,7 +7,7 @@ compared too and reported, not judged: calibrated on real frames, an int8 networ
 activations of uniform noise, and noise leaves near-tied logits that any rounding flips.
 
 How many frames: labels flip where a frame's top two logits nearly tie, so agreement varies
-from frame to frame (int8 of the CamVid study's Lite0: 97.3% to 99.2% over its 101 val
+from frame to frame (int8 of the CamVid study's Lite0: 97.9% to 99.4% over its 101 val
 frames) and the pixels of one frame move together. The share over N frames is only as stable as
 the frames are many, hence the --parity_frames default (BENCHMARKS.md, "How many frames judge
 a quantized model").
