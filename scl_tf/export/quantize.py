@@ -39,10 +39,10 @@ bench_quantized.py):
   the agreement by +0.07 to +0.10 point in 1.6-4 times MinMax's time; entropy (2048 bins,
   TensorRT's) clips those tensors and lost 3 points of agreement (95.1% and 95.5%; -1.06 mIoU
   on the study's model). MinMax on 8, 32, 100 or 300 frames kept the same share of labels
-  within 0.2 point and the same mIoU within 0.07. ORT's quantize_static entropy uses 128 bins for 128 quantized bins, a
-  single candidate threshold: its ranges equal MinMax's exactly. The histogram methods are
-  calibrated one frame at a time here (given all frames at once, ORT holds every activation of
-  every frame in memory).
+  within 0.2 point and the same mIoU within 0.07. ORT's quantize_static entropy uses 128 bins
+  for 128 quantized bins, a single candidate threshold: its ranges equal MinMax's exactly. The
+  histogram methods are calibrated one frame at a time here (given all frames at once, ORT
+  holds every activation of every frame in memory).
 """
 
 from __future__ import annotations
