@@ -553,15 +553,44 @@ def save_keras(model, path: str) -> None:
             os.remove(temporary)
 
 
+def _float32_policies(serialized):
+    """A serialized Keras object with every mixed dtype policy replaced by float32."""
+    if isinstance(serialized, list):
+        return [_float32_policies(item) for item in serialized]
+    if not isinstance(serialized, dict):
+        return serialized
+    if serialized.get("class_name") == "DTypePolicy":
+        return {**serialized, "config": {**serialized["config"], "name": "float32"}}
+    return {key: _float32_policies(value) for key, value in serialized.items()}
+
+
+def as_float32(model):
+    """`model` computing in float32: itself, or for a model trained under a mixed precision
+    policy (bfloat16, float16) the same architecture rebuilt in float32 with its weights
+    (kept in float32 by mixed precision, so nothing is rounded). ONNX Runtime refuses
+    bfloat16 convolutions, and evaluation and export are float32 on every device."""
+    import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+    rebuilt = keras.saving.deserialize_keras_object(
+        _float32_policies(keras.saving.serialize_keras_object(model))
+    )
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
 def _load_keras_file(path: str):
+    """The model in a .keras file, computing in float32 (`as_float32`)."""
     import keras
 
     import scl_tf.models  # noqa: F401  (registers the custom layers)
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a broken or foreign archive
         raise ModelError(f"{path}: not a readable .keras model ({_first_line(error)})") from None
+    return as_float32(model)
 
 
 def _check_run_model(model, path: str, model_dir: str) -> None:
@@ -596,7 +625,7 @@ def load_keras(source: str, checkpoint: str = "final", eval_weights: str | None 
         only the run's own).
 
     Returns:
-      `keras.Model`.
+      `keras.Model`, computing in float32 whatever precision it trained in (`as_float32`).
 
     Raises:
       ModelError: `source` is neither, lacks what was asked for, or is unreadable.
@@ -629,7 +658,7 @@ def load_keras(source: str, checkpoint: str = "final", eval_weights: str | None 
         raise ModelError(
             f"{path}: unreadable checkpoint, truncated? ({_error_line(error)})"
         ) from None
-    return teacher if eval_weights == "ema" else student
+    return as_float32(teacher if eval_weights == "ema" else student)
 
 
 def is_saved_model(path: str) -> bool:

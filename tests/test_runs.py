@@ -161,3 +161,29 @@ def test_a_loose_keras_file_of_another_model_is_one_line(run, tmp_path):
     message = str(refused.value)
     assert message.startswith(f"--weights: {loose} does not fit a model of mobilenetv2")
     assert "\n" not in message
+
+
+def test_a_model_trained_in_bfloat16_loads_in_float32_with_its_weights(tmp_path):
+    """ONNX Runtime refuses bfloat16 convolutions: the loader rebuilds a mixed-precision model
+    in float32 with the same (float32) weights."""
+    import keras
+
+    from scl_tf.models import build_model
+
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        trained = build_model("mobilenetv2", 3, output_stride=16, aspp_filters=8, decoder_filters=8)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    path = str(tmp_path / "model.keras")
+    trained.save(path)
+    loaded = runs.load_keras(path)
+    assert {layer.dtype_policy.name for layer in loaded.layers} == {"float32"}
+    for expected, actual in zip(trained.weights, loaded.weights):
+        np.testing.assert_array_equal(actual.numpy(), expected.numpy())
+    image = np.random.default_rng(0).uniform(0, 255, (1, 48, 64, 3)).astype(np.float32)
+    reference = trained(image).numpy().astype(np.float32)
+    result = loaded(image).numpy()
+    assert result.dtype == np.float32
+    assert (result.argmax(-1) == reference.argmax(-1)).mean() > 0.95  # bfloat16 rounding apart
+    assert runs.as_float32(loaded) is loaded
