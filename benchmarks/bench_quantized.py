@@ -179,19 +179,11 @@ def file_bytes(path: str) -> int:
     return sum(item.stat().st_size for item in pathlib.Path(path).rglob("*") if item.is_file())
 
 
-def onnx_session(path: str, spinning: bool) -> ort.InferenceSession:
-    """A CPU session of an .onnx file; `spinning`: ORT's default, threads spin between calls."""
-    options = ort.SessionOptions()
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def runner(name: str, path: str, images: np.ndarray, spinning: bool = False):
     """A no-argument call of one export on fixed `images` (float32 [1, H, W, 3])."""
     if name.startswith("onnx"):
-        session = onnx_session(path, spinning)
-        return runtime.BoundRunner(session, images, runtime.RuntimeOptions())
+        options = runtime.RuntimeOptions(spinning=spinning)
+        return runtime.BoundRunner(runs.onnx_session(path, options), images, options)
     if name.startswith("tflite"):
         return tflite.bound_runner(runs.tflite_interpreter(path), images)
     return serving.signature_runner(

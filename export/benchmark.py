@@ -17,7 +17,8 @@ are timed on GPU providers. The SavedModel runs the signature with the ONNX mode
 
 .onnx files run like --model; .tflite files run with LiteRT (ai-edge-litert) where installed,
 else tf.lite (the record names which), one thread per CPU, input set once and outputs left in
-the interpreter. The runtimes alternate call by call; a ratio is the median of the per-call
+the interpreter. The runtimes alternate call by call (ONNX Runtime's threads do not spin between
+calls, or they would slow the runtime whose turn it is); a ratio is the median of the per-call
 ratios. Prints latency p50/p90/p99 and images/s; --output adds the record to a JSON list
 (replacing the record of the same model, provider, precision, batch and size).
 """
@@ -126,6 +127,7 @@ def main(argv):
             FLAGS.cudnn_conv_algo_search,
             trt_fp16=FLAGS.fp16 and FLAGS.provider == "tensorrt",
             trt_engine_cache=FLAGS.trt_engine_cache,
+            spinning=False,  # the runtimes take turns on the same cores
         )
         session = open_session(options)
         info = runtime.model_info(session, FLAGS.model)

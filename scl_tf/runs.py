@@ -721,9 +721,13 @@ def onnx_session(model: str | bytes, options=None, flag: str = "--model"):
     if isinstance(model, str) and not os.path.isfile(model):
         raise ModelError(f"{flag}: no such ONNX file: {model}")
     providers = execution_providers(options, ort.get_available_providers())
+    session_options = ort.SessionOptions()
+    if not options.spinning:
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(
             model,
+            session_options,
             providers=[name for name, _ in providers],
             provider_options=[opts for _, opts in providers],
         )

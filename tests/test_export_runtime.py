@@ -233,3 +233,26 @@ def test_unreadable_image_is_named(tmp_path):
         images.read_image(str(bad))
     with pytest.raises(FileNotFoundError, match="missing.png: no such image"):
         images.read_image(str(tmp_path / "missing.png"))
+
+
+@pytest.mark.parametrize("spinning", [True, False])
+def test_sessions_spin_unless_told_not_to(tmp_path, spinning):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    session = runs.onnx_session(str(path), runtime.RuntimeOptions(spinning=spinning))
+    options = session.get_session_options()
+    if spinning:  # ORT's default: no entry
+        with pytest.raises(RuntimeError, match="allow_spinning"):
+            options.get_session_config_entry("session.intra_op.allow_spinning")
+    else:
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert session.run(None, {"x": np.array([-1.0], np.float32)})[0].tolist() == [0.0]

@@ -37,6 +37,10 @@ class RuntimeOptions:
         "HEURISTIC" or "DEFAULT".
       trt_fp16: tensorrt: build float16 engines.
       trt_engine_cache: tensorrt: folder caching built engines across sessions; None = off.
+      spinning: the session's CPU threads spin between calls (ORT's default, the lowest latency
+        of one session called in a loop). Off where several runtimes take turns on the same
+        cores (a side-by-side benchmark): spinning threads then charge one model's wait to the
+        next (issue 28: int8 at 0.50x fp32 with spinning sessions, 0.42x without, demo model).
     """
 
     provider: str = "cpu"
@@ -44,6 +48,7 @@ class RuntimeOptions:
     cudnn_conv_algo_search: str = "EXHAUSTIVE"
     trt_fp16: bool = False
     trt_engine_cache: str | None = None
+    spinning: bool = True
 
     def __post_init__(self):
         if self.provider not in PROVIDERS:
