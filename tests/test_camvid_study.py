@@ -204,17 +204,56 @@ def test_recipe_choices_follow_their_rules_on_seed_0(runner, tmp_path):
     }
     assert runner.better_gate(scores) == "cold_mean_boxes_pixel"
     assert runner.best_arm(scores) == "warm_mean_boxes_pixel"  # +1.5 over S1500
+    # Scored on this machine, or recorded by an earlier session (a record of its results JSON).
+    recorded = {"warm_mean_boxes_pixel_s0": {"miou": {"ema": 0.575}}}
     for arm, score in scores.items():
-        (tmp_path / f"{arm}_s0").mkdir()
-        (tmp_path / f"{arm}_s0" / "eval_val_ema.json").write_text(json.dumps({"miou": score}))
-    assert runner.seed0_scores(study, str(tmp_path)) == scores
-    resolved = runner.resolve_run(study, str(tmp_path), "{best}_consistency_s2")
+        if f"{arm}_s0" not in recorded:
+            (tmp_path / f"{arm}_s0").mkdir()
+            (tmp_path / f"{arm}_s0" / "eval_val_ema.json").write_text(json.dumps({"miou": score}))
+    run_scores = runner.scores(study, str(tmp_path), recorded)
+    assert runner.seed0_scores(study, run_scores) == scores
+    resolved = runner.resolve_run(study, run_scores, "{best}_consistency_s2")
     assert resolved == "warm_mean_boxes_pixel_consistency_s2"
-    assert runner.resolve_run(study, str(tmp_path), "{gate}_s0") == "cold_mean_boxes_pixel_s0"
-    assert runner.resolve_run(study, str(tmp_path), "supervised_s1") == "supervised_s1"
-    (tmp_path / "warm_mean_boxes_pixel_s0" / "eval_val_ema.json").unlink()
+    assert runner.resolve_run(study, run_scores, "{gate}_s0") == "cold_mean_boxes_pixel_s0"
+    assert runner.resolve_run(study, run_scores, "supervised_s1") == "supervised_s1"
+    without = runner.scores(study, str(tmp_path), {})
     with pytest.raises(SystemExit, match="needs the finished run warm_mean_boxes_pixel_s0"):
-        runner.resolve_run(study, str(tmp_path), "{gate}_s0")
+        runner.resolve_run(study, without, "{gate}_s0")
+
+
+def test_a_new_machine_skips_recorded_runs_and_trains_a_missing_source_again(
+    runner, tmp_path, monkeypatch
+):
+    """Run dirs do not survive a change of machine; the committed results do."""
+    study = runner.STUDIES["recipe"]
+    results = tmp_path / "results" / "recipe"
+    results.parent.mkdir()
+    record = {"miou": {"ema": 0.56, "student": 0.55}}
+    results.with_suffix(".json").write_text(
+        json.dumps({"runs": {"supervised_s0": record, "warm_paper_s0": record, "notes": {}}})
+    )
+    args = argparse.Namespace(
+        config="study.flags",
+        data_dir="camvid",
+        runs_dir=str(tmp_path / "runs"),
+        results=str(results),
+    )
+    trained = []
+
+    def fake_run_one(study, args, name, extra):
+        trained.append(name)
+        os.makedirs(os.path.join(args.runs_dir, name), exist_ok=True)
+        (tmp_path / "runs" / name / "model.keras").write_text("")
+
+    monkeypatch.setattr(runner, "run_one", fake_run_one)
+    recorded = runner.recorded_runs(study, args.results)
+    assert set(recorded) == {"supervised_s0", "warm_paper_s0"}
+    runner.run_queued(study, args, "warm_paper_s0", [], recorded)
+    runner.run_queued(study, args, "supervised_1500_s0", [], recorded)
+    runner.run_queued(study, args, "warm_mean_s0", [], recorded)
+    assert trained == ["supervised_1500_s0", "supervised_s0", "warm_mean_s0"]
+    runner.run_queued(study, args, "supervised_s0", [], recorded)  # its dir is here now
+    assert trained[-1] == "supervised_s0"
     with pytest.raises(SystemExit, match="no choice"):
         runner.check_run_name(study, "{worst}_s0")
 

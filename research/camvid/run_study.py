@@ -405,20 +405,37 @@ def check_run_name(study: Study, name: str) -> None:
         raise SystemExit(f"--runs: {name!r}: no choice {{{choice}}} in this study")
 
 
-def seed0_scores(study: Study, runs_dir: str) -> dict[str, float]:
-    """{arm: val mIoU of its seed-0 run, EMA weights} over the finished seed-0 runs."""
-    scores = {}
-    for arm in study.arms:
-        path = eval_path(os.path.join(runs_dir, f"{arm}_s0"), "ema")
-        if os.path.isfile(path):
+def recorded_runs(study: Study, results: str) -> dict[str, dict]:
+    """The runs of the study that --results.json holds: what earlier sessions scored (run dirs
+    do not survive a change of machine; their committed scores do)."""
+    path = results + ".json"
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as source:
+        return {
+            name: run for name, run in json.load(source)["runs"].items() if is_run_name(study, name)
+        }
+
+
+def scores(study: Study, runs_dir: str, recorded: dict[str, dict]) -> dict[str, float]:
+    """{run: val mIoU, EMA weights}: the recorded runs', then those finished under runs_dir."""
+    found = {name: run["miou"]["ema"] for name, run in recorded.items()}
+    for name in os.listdir(runs_dir) if os.path.isdir(runs_dir) else []:
+        path = eval_path(os.path.join(runs_dir, name), "ema")
+        if is_run_name(study, name) and os.path.isfile(path):
             with open(path) as source:
-                scores[arm] = json.load(source)["miou"]
-    return scores
+                found[name] = json.load(source)["miou"]
+    return found
 
 
-def resolve_run(study: Study, runs_dir: str, name: str) -> str:
+def seed0_scores(study: Study, run_scores: dict[str, float]) -> dict[str, float]:
+    """{arm: its seed-0 run's score} of the arms whose seed-0 run has one."""
+    return {arm: run_scores[f"{arm}_s0"] for arm in study.arms if f"{arm}_s0" in run_scores}
+
+
+def resolve_run(study: Study, run_scores: dict[str, float], name: str) -> str:
     """The run a name stands for: '{best}_consistency_s1' -> the best arm's twin, by the
-    study's rule for "best" over the seed-0 runs finished so far.
+    study's rule for "best" over the seed-0 runs scored so far (`scores`).
 
     Raises:
       SystemExit: the rule needs a seed-0 run that has not finished.
@@ -427,7 +444,7 @@ def resolve_run(study: Study, runs_dir: str, name: str) -> str:
     if choice is None:
         return name
     try:
-        arm = study.choices[choice](seed0_scores(study, runs_dir))
+        arm = study.choices[choice](seed0_scores(study, run_scores))
     except KeyError as missing:
         raise SystemExit(f"--runs: {name} needs the finished run {missing.args[0]}_s0") from None
     return arm + name[len(choice) + 2 :]
@@ -461,6 +478,25 @@ def execute(command: list[str], log_path: str) -> None:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         raise SystemExit(f"failed with exit code {code}; see {log_path}")
+
+
+def warm_source(study: Study, name: str) -> str | None:
+    """The run `name` starts from ('supervised_s1' for 'warm_mean_s1'), or None."""
+    arm, seed = parse_run(study, name)
+    return f"{study.warm_start[arm]}_s{seed}" if arm in study.warm_start else None
+
+
+def run_queued(study: Study, args, name: str, extra: list[str], recorded: dict) -> None:
+    """One run of the queue: skipped if an earlier session scored it; a warm start whose source
+    this machine lacks first trains the source again (which replaces its record)."""
+    if name in recorded and not os.path.isdir(os.path.join(args.runs_dir, name)):
+        print(f"{name}: scored in {args.results}.json; skipped", flush=True)
+        return
+    source = warm_source(study, name)
+    if source and not is_trained(os.path.join(args.runs_dir, source)):
+        print(f"{name} starts from {source}, not on this machine: training it again", flush=True)
+        run_one(study, args, source, extra)
+    run_one(study, args, name, extra)
 
 
 def run_one(study: Study, args, name: str, extra: list[str]) -> None:
@@ -638,10 +674,22 @@ def finished_runs(study: Study, runs_dir: str) -> list[str]:
 
 
 def write_results(study: Study, args) -> None:
-    """Collects every finished run under --runs_dir into --results.{json,md,png}."""
-    runs = {
+    """Collects the recorded runs and every finished run under --runs_dir (which replaces the
+    record of a run of the same name) into --results.{json,md,png}."""
+    recorded = recorded_runs(study, args.results)
+    on_disk = {
         name: collect_run(os.path.join(args.runs_dir, name))
         for name in finished_runs(study, args.runs_dir)
+    }
+    for name in recorded.keys() & on_disk.keys():
+        before, now = recorded[name]["miou"]["ema"], on_disk[name]["miou"]["ema"]
+        if abs(before - now) > 5e-5:
+            print(f"{name}: trained again here, {100 * now:.2f} (recorded {100 * before:.2f})")
+    order = [*study.runs, *sorted(recorded.keys() | on_disk.keys())]
+    runs = {
+        name: on_disk.get(name) or recorded[name]
+        for name in dict.fromkeys(order)
+        if name in on_disk or name in recorded
     }
     if not runs:
         return
@@ -693,7 +741,9 @@ def main():
     for name in names:
         check_run_name(study, name)
     for name in [] if args.collect_only else names:
-        run_one(study, args, resolve_run(study, args.runs_dir, name), extra)
+        recorded = recorded_runs(study, args.results)
+        resolved = resolve_run(study, scores(study, args.runs_dir, recorded), name)
+        run_queued(study, args, resolved, extra, recorded)
         write_results(study, args)
     if args.collect_only:
         write_results(study, args)
