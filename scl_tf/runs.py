@@ -776,9 +776,12 @@ def tflite_interpreter(model: str | bytes, num_threads: int | None = None, flag:
     if isinstance(model, str) and not os.path.isfile(model):
         raise ModelError(f"{flag}: no such TFLite file: {model}")
     source = {"model_path": model} if isinstance(model, str) else {"model_content": model}
+    from scl_tf import quiet_stderr
+
     try:
-        interpreter = interpreter_class(**source, num_threads=num_threads or os.cpu_count())
-        interpreter.allocate_tensors()
+        with quiet_stderr():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate"
+            interpreter = interpreter_class(**source, num_threads=num_threads or os.cpu_count())
+            interpreter.allocate_tensors()
     except Exception as error:  # the runtimes raise ValueError, RuntimeError, ...
         raise ModelError(f"{what}: {runtime} cannot load it ({_first_line(error)})") from None
     return interpreter
