@@ -29,7 +29,7 @@ recipe (issue 26: the same flag file in bfloat16; RECIPE_ARMS, RECIPE_RUNS): sup
   (better_gate, best_arm) from the seed-0 runs finished when they are reached.
 
 random (configs/camvid_semi_1-8.flags: MobileNetV2 from random weights; issue 8, finished and
-kept to reproduce RESULTS.md's second part): its arms are RANDOM_ARMS, its order RANDOM_RUNS.
+kept to reproduce RESULTS.md's earlier studies): its arms are RANDOM_ARMS, its order RANDOM_RUNS.
 
 Every run is resumable: an interrupted study started again continues each run from its last
 checkpoint and skips what is done. Each run is scored on the val split with the EMA weights and
@@ -175,7 +175,7 @@ RANDOM_ARMS = {
     ),
 }
 # One seed of every arm first, then further seeds of the baseline, the full method and the
-# variants ahead of the baseline (RESULTS.md findings 10 and 12).
+# variants ahead of the baseline at the time (RESULTS.md, the random-weights study).
 RANDOM_RUNS = (
     "supervised_s0",
     "scl_exact_s0",
