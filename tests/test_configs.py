@@ -165,6 +165,37 @@ def test_camvid_1_8_flags_name_the_committed_46_frames(parse, tmp_path):
     assert all(name.startswith("train/") and name.endswith(".png") for name in names)
 
 
+def test_recipe_flags_are_the_study_arm_they_name(parse, tmp_path):
+    """Stage 1 is the recipe study's S750, stage 2 its W-mean-boxes-pixel from stage 1's run."""
+    study = parse("--flagfile=configs/camvid_semi_1-8_imagenet.flags", f"--data_dir={tmp_path}")
+    supervised = parse(
+        "--flagfile=configs/camvid_recipe_1-8_supervised.flags", f"--data_dir={tmp_path}"
+    )
+    assert not semi_supervised(supervised)
+    s750 = dataclasses.replace(supervised.train, lambda_c=20, lambda_sc=3, mixed_precision="none")
+    assert s750 == study.train
+    assert supervised.model.weights == "imagenet" and supervised.train.mixed_precision == "bfloat16"
+    # Stage 2 starts from stage 1's run dir, and says so while stage 1 has not run.
+    missing = f"--weights: no such file or model dir: {supervised.model_dir}$"
+    with pytest.raises(config_lib.ConfigError, match=missing):
+        parse("--flagfile=configs/camvid_recipe_1-8.flags", f"--data_dir={tmp_path}")
+    recipe = parse(
+        "--flagfile=configs/camvid_recipe_1-8.flags",
+        f"--data_dir={tmp_path}",
+        f"--weights={tmp_path}",
+    )
+    train = recipe.train
+    assert semi_supervised(recipe) and (train.lambda_c, train.lambda_sc) == (20, 3)
+    assert (train.consistency_class_reduction, train.confidence_form) == ("mean", "pixel")
+    assert train.confidence_threshold == 0.97 and train.mixed_precision == "bfloat16"
+    assert (recipe.pipeline.cutmix_boxes, recipe.pipeline.scl_boxes) == (4, 2)  # the box rule
+    assert (train.steps, train.learning_rate, train.ema_decay) == (750, 0.01, 0.913)
+    assert recipe.data == supervised.data == study.data
+    assert dataclasses.replace(recipe.model, weights=None) == dataclasses.replace(
+        study.model, weights=None
+    )
+
+
 def test_parity_flags_train_every_frame_supervised_briefly(parse, tmp_path):
     config = parse(
         "--flagfile=configs/camvid_parity.flags",
