@@ -28,6 +28,7 @@ def study(runner):
 def fake_run(ema, student, steps=10):
     curve = [(step, 1.0 / step) for step in range(1, steps + 1)]
     return {
+        "steps": steps,
         "miou": {"ema": ema, "student": student},
         "class_iou": {"ema": {"road": ema, "car": student}},
         "curves": {"loss_x": curve, "loss_c": curve, "loss_sc": curve, "val/miou": [(steps, ema)]},
@@ -295,6 +296,15 @@ def test_plot_colours_arms_dashes_seeds_and_smooths_the_loss(runner, study, tmp_
     path = tmp_path / "study.png"
     runner.plot(study, runs, runner.summarize_arms(study, runs), str(path))
     assert path.stat().st_size > 10_000
+
+
+def test_a_warm_starts_curves_go_on_from_its_sources_last_step(runner):
+    recipe = runner.STUDIES["recipe"]
+    runs = {"supervised_s0": fake_run(0.5, 0.5, steps=750), "warm_mean_s0": fake_run(0.6, 0.6)}
+    assert runner.steps_before(recipe, runs, "warm_mean_s0") == 750
+    assert runner.steps_before(recipe, runs, "supervised_s0") == 0
+    assert runner.steps_before(recipe, runs, "cold_mean_boxes_pixel_s0") == 0
+    assert runner.steps_before(recipe, runs, "warm_mean_s1") == 0  # its source not collected
 
 
 @pytest.mark.slow

@@ -611,10 +611,17 @@ def run_style(study: Study, name: str) -> dict:
     }
 
 
+def steps_before(study: Study, runs: dict[str, dict], name: str) -> int:
+    """The steps a run's weights had trained before its step 1: its warm-start source's steps
+    (750 for 'warm_mean_s0' from 'supervised_s0'), else 0."""
+    source = warm_source(study, name)
+    return runs[source]["steps"] if source in runs else 0
+
+
 def plot(study: Study, runs: dict[str, dict], arms: dict[str, dict], path: str) -> None:
     """val mIoU per arm (bars, seeds as dots) and the curves of loss_x (smoothed over
     LOSS_SMOOTHING logged values) and val mIoU per run: one colour per arm, one line style per
-    seed."""
+    seed; a warm start's curves go on from its source's last step (`steps_before`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -632,21 +639,22 @@ def plot(study: Study, runs: dict[str, dict], arms: dict[str, dict], path: str) 
     bars.set_title("CamVid 1/8: val mIoU per arm")
     for name, run in runs.items():
         style = run_style(study, name)
-        loss = np.asarray(run["curves"]["loss_x"], dtype=float).reshape(-1, 2)
+        offset = (steps_before(study, runs, name), 0)
+        loss = np.asarray(run["curves"]["loss_x"], dtype=float).reshape(-1, 2) + offset
         if len(loss) >= LOSS_SMOOTHING:
             loss_axes.plot(
                 moving_average(loss[:, 0], LOSS_SMOOTHING),
                 moving_average(loss[:, 1], LOSS_SMOOTHING),
                 **style,
             )
-        miou = np.asarray(run["curves"]["val/miou"], dtype=float).reshape(-1, 2)
+        miou = np.asarray(run["curves"]["val/miou"], dtype=float).reshape(-1, 2) + offset
         miou_axes.plot(miou[:, 0], 100 * miou[:, 1], marker=".", **style)
     loss_axes.set_title(f"labeled loss L_x (training, mean of {LOSS_SMOOTHING} logged values)")
-    loss_axes.set_xlabel("step")
+    loss_axes.set_xlabel("step (a warm start's from its source's start)")
     loss_axes.set_yscale("log")
     miou_axes.set_title("val mIoU % during training (EMA weights)")
-    miou_axes.set_xlabel("step")
-    miou_axes.legend(fontsize=6, ncol=2)
+    miou_axes.set_xlabel("step (a warm start's from its source's start)")
+    miou_axes.legend(fontsize=6, ncol=2, loc="lower center")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
