@@ -352,22 +352,28 @@ def parse_run(study: Study, name: str) -> tuple[str, int]:
     return arm, int(seed)
 
 
+def warm_source(study: Study, name: str) -> str | None:
+    """The run `name` starts from ('supervised_s1' for 'warm_mean_s1'), or None."""
+    arm, seed = parse_run(study, name)
+    return f"{study.warm_start[arm]}_s{seed}" if arm in study.warm_start else None
+
+
 def warm_start_flags(study: Study, runs_dir: str, name: str) -> list[str]:
     """`--weights=` the model dir of the run this one starts from, if its arm warm-starts.
 
     Raises:
       SystemExit: that run has not finished training.
     """
-    arm, seed = parse_run(study, name)
-    if arm not in study.warm_start:
+    source = warm_source(study, name)
+    if source is None:
         return []
-    source = os.path.join(runs_dir, f"{study.warm_start[arm]}_s{seed}")
-    if not is_trained(source):
+    source_dir = os.path.join(runs_dir, source)
+    if not is_trained(source_dir):
         raise SystemExit(
-            f"--runs: {name} starts from {source}, which has not finished "
-            f"training; run {study.warm_start[arm]}_s{seed} first"
+            f"--runs: {name} starts from {source_dir}, which has not finished "
+            f"training; run {source} first"
         )
-    return [f"--weights={source}"]
+    return [f"--weights={source_dir}"]
 
 
 def train_command(study: Study, args, name: str, extra: list[str]) -> list[str]:
@@ -478,12 +484,6 @@ def execute(command: list[str], log_path: str) -> None:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         raise SystemExit(f"failed with exit code {code}; see {log_path}")
-
-
-def warm_source(study: Study, name: str) -> str | None:
-    """The run `name` starts from ('supervised_s1' for 'warm_mean_s1'), or None."""
-    arm, seed = parse_run(study, name)
-    return f"{study.warm_start[arm]}_s{seed}" if arm in study.warm_start else None
 
 
 def run_queued(study: Study, args, name: str, extra: list[str], recorded: dict) -> None:
