@@ -41,11 +41,9 @@ def main(argv):
             f"stopped at step {result.step} of {result.total_steps}; run the same command "
             "again to resume"
         )
-    if result.val_miou is not None:
-        print(
-            f"Done: {result.step} steps ({result.updates} updates in this process), "
-            f"val mIoU {100 * result.val_miou:.2f}"
-        )
+    # A rerun of a finished run makes no step and so no evaluation.
+    score = "" if result.val_miou is None else f", val mIoU {100 * result.val_miou:.2f}"
+    print(f"Done: {result.step} steps ({result.updates} updates in this process){score}")
 
 
 def run():
