@@ -259,6 +259,47 @@ def test_a_new_machine_skips_recorded_runs_and_trains_a_missing_source_again(
         runner.check_run_name(study, "{worst}_s0")
 
 
+def test_comparisons_pair_seeds_and_judge_the_target_on_three(runner):
+    study = runner.STUDIES["recipe"]
+    target = runner.Comparison("best against S1500", "{best}", "supervised_1500", target=2.0)
+    share = runner.Comparison("SCL share", "{best}", "{best}_consistency")
+    seed0 = {
+        "supervised_s0": fake_run(0.54, 0.54),
+        "supervised_1500_s0": fake_run(0.56, 0.55),
+        "warm_mean_boxes_gate_s0": fake_run(0.57, 0.57),
+        "warm_mean_boxes_pixel_s0": fake_run(0.59, 0.58),  # the best arm: +3.0
+        "warm_mean_boxes_pixel_consistency_s0": fake_run(0.595, 0.58),
+    }
+    runs = {
+        **seed0,
+        "supervised_1500_s1": fake_run(0.55, 0.55),
+        "warm_mean_boxes_pixel_s1": fake_run(0.59, 0.56),  # +4.0
+        "warm_mean_boxes_pixel_s2": fake_run(0.60, 0.60),  # no S1500 seed 2: not paired
+    }
+    entry = runner.compare(study, runs, target)
+    assert entry["arm"] == "warm_mean_boxes_pixel" and entry["baseline"] == "supervised_1500"
+    assert entry["seeds"] == [0, 1]
+    assert entry["ema"] == pytest.approx([0.03, 0.04])
+    assert entry["student"] == pytest.approx([0.03, 0.01])
+    assert entry["student_std"] == pytest.approx(np.std([0.03, 0.01], ddof=1))
+    assert entry["verdict"] == "undecided"  # 2 seeds of 3
+    runs["supervised_1500_s2"] = fake_run(0.61, 0.59)  # seed 2 behind: -1.0
+    entry = runner.compare(study, runs, target)
+    assert entry["ema_mean"] == pytest.approx(0.02) and entry["verdict"] == "not met"
+    runs["supervised_1500_s2"] = fake_run(0.595, 0.59)  # each ahead, mean +2.5
+    assert runner.compare(study, runs, target)["verdict"] == "met"
+    runs["supervised_1500_s2"] = fake_run(0.60, 0.59)  # mean +2.33, seed 2 level: not ahead
+    assert runner.compare(study, runs, target)["verdict"] == "not met"
+    twin = runner.compare(study, runs, share)
+    assert twin["baseline"] == "warm_mean_boxes_pixel_consistency" and twin["seeds"] == [0]
+    assert twin["ema"] == pytest.approx([-0.005]) and "verdict" not in twin
+    assert runner.compare(study, {}, target) is None  # "{best}" has no seed-0 runs to choose by
+    table = runner.comparison_table([runner.compare(study, runs, target), twin])
+    assert "| best against S1500 | 0,1,2 | +2.33 +- 2.08 (+3.00 +4.00 +0.00) |" in table
+    assert "| +2.0 on 3 seeds, each ahead: not met |" in table
+    assert "| SCL share | 0 | -0.50 | +0.00 | - |" in table
+
+
 def test_arm_summary_and_table(runner, study):
     runs = {
         "supervised_s0": fake_run(0.30, 0.28),

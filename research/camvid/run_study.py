@@ -33,7 +33,8 @@ kept to reproduce RESULTS.md's earlier studies): its arms are RANDOM_ARMS, its o
 
 Every run is resumable: an interrupted study started again continues each run from its last
 checkpoint and skips what is done. Each run is scored on the val split with the EMA weights and
-with the student's. Writes --results.json (everything), --results.md (the table) and
+with the student's. Writes --results.json (everything), --results.md (the tables: per arm,
+the study's comparisons paired by seed with any target's verdict, per class) and
 --results.png (val mIoU per arm and the training curves) from every finished run under
 --runs_dir; `--runs` picks which to train, extra `scl_tf.train` flags follow `--`.
 """
@@ -68,8 +69,24 @@ class Study:
     choices: dict[str, Callable[[dict[str, float]], str]] = dataclasses.field(
         default_factory=dict
     )  # {placeholder: rule}: runs named "{placeholder}_sN" are resolved when reached
+    comparisons: tuple[Comparison, ...] = ()  # fixed with the arms, reported seed by seed
 
 
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """An arm against a baseline, seed by seed (either may be a "{choice}..." template).
+
+    `target`: the gain in mIoU points the arm must reach on the mean of TARGET_SEEDS seeds, each
+    seed ahead; None for a comparison that is reported whatever its sign.
+    """
+
+    label: str
+    arm: str
+    baseline: str
+    target: float | None = None
+
+
+TARGET_SEEDS = 3
 SUPERVISED = ["--lambda_c=0", "--lambda_sc=0"]
 # The ImageNet study's unlabeled-weight diagnostics (after the paper's arms, and only if those
 # hurt): the Mean Teacher ramp-up over 30% of the 750 steps, and that with the weights / 10.
@@ -270,8 +287,14 @@ def better_gate(scores: dict[str, float]) -> str:
 
 
 def best_arm(scores: dict[str, float]) -> str:
-    """The semi-supervised arm furthest ahead of its baseline on seed 0 (EMA val mIoU)."""
+    """The semi-supervised arm furthest ahead of its baseline on seed 0 (EMA val mIoU).
+
+    Raises:
+      KeyError: an arm the rule needs that has no score (a baseline, or the first semi arm).
+    """
     ran = [arm for arm in RECIPE_SEMI_ARMS if arm in scores]
+    if not ran:
+        raise KeyError(next(iter(RECIPE_SEMI_ARMS)))  # the rule needs one, the first in line
     return max(ran, key=lambda arm: scores[arm] - scores[recipe_baseline(arm)])
 
 
@@ -305,6 +328,16 @@ RECIPE_RUNS = (
     "supervised_fp32_s1",
     "supervised_fp32_s2",
 )
+# The issue's measures, fixed with its arms: the target, the structured loss's own share (Table
+# 2's last step) and the precision check.
+RECIPE_COMPARISONS = (
+    Comparison("best arm against S1500 (the target)", "{best}", "supervised_1500", target=2.0),
+    Comparison("cold arm against S750", "{gate}", "supervised"),
+    Comparison(
+        "the SCL's own share: best arm against its lambda_sc 0 twin", "{best}", "{best}_consistency"
+    ),
+    Comparison("S750: bfloat16 against float32", "supervised", "supervised_fp32"),
+)
 STUDIES = {
     "imagenet": Study(
         "configs/camvid_semi_1-8_imagenet.flags",
@@ -330,6 +363,7 @@ STUDIES = {
         warm_start={arm: "supervised" for arm in RECIPE_ARMS if arm.startswith("warm_")},
         flags=RECIPE_FLAGS,
         choices={"gate": better_gate, "best": best_arm},
+        comparisons=RECIPE_COMPARISONS,
     ),
 }
 EVAL_WEIGHTS = ("ema", "student")
@@ -439,21 +473,29 @@ def seed0_scores(study: Study, run_scores: dict[str, float]) -> dict[str, float]
     return {arm: run_scores[f"{arm}_s0"] for arm in study.arms if f"{arm}_s0" in run_scores}
 
 
-def resolve_run(study: Study, run_scores: dict[str, float], name: str) -> str:
-    """The run a name stands for: '{best}_consistency_s1' -> the best arm's twin, by the
-    study's rule for "best" over the seed-0 runs scored so far (`scores`).
+def resolve(study: Study, run_scores: dict[str, float], name: str) -> str:
+    """What a run or arm name stands for: '{best}_consistency_s1' -> the best arm's twin, by the
+    study's rule for "best" over the seed-0 runs scored so far (`scores`); a plain name is itself.
 
     Raises:
-      SystemExit: the rule needs a seed-0 run that has not finished.
+      KeyError: the arm whose seed-0 run the rule needs and lacks.
     """
     choice = placeholder(name)
     if choice is None:
         return name
+    return study.choices[choice](seed0_scores(study, run_scores)) + name[len(choice) + 2 :]
+
+
+def resolve_run(study: Study, run_scores: dict[str, float], name: str) -> str:
+    """`resolve` for a queued run.
+
+    Raises:
+      SystemExit: the rule needs a seed-0 run that has not finished.
+    """
     try:
-        arm = study.choices[choice](seed0_scores(study, run_scores))
+        return resolve(study, run_scores, name)
     except KeyError as missing:
         raise SystemExit(f"--runs: {name} needs the finished run {missing.args[0]}_s0") from None
-    return arm + name[len(choice) + 2 :]
 
 
 def eval_path(run_dir: str, weights: str) -> str:
@@ -592,6 +634,73 @@ def class_table(arms: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare(study: Study, runs: dict[str, dict], comparison: Comparison) -> dict | None:
+    """The arm minus its baseline on each seed both ran (val mIoU, EMA and student weights),
+    their mean and spread, and the verdict on `comparison.target` (EMA weights): "met" when the
+    mean over >= TARGET_SEEDS seeds reaches it with every seed ahead, "not met", or "undecided"
+    (fewer seeds); None while no seed has both runs or a "{choice}" lacks its seed-0 runs."""
+    run_scores = {name: run["miou"]["ema"] for name, run in runs.items()}
+    try:
+        arm, baseline = (
+            resolve(study, run_scores, name) for name in (comparison.arm, comparison.baseline)
+        )
+    except KeyError:
+        return None
+    parsed = [parse_run(study, name) for name in runs]
+    seeds = sorted(
+        seed for run_arm, seed in parsed if run_arm == arm and f"{baseline}_s{seed}" in runs
+    )
+    if not seeds:
+        return None
+    result = {"label": comparison.label, "arm": arm, "baseline": baseline, "seeds": seeds}
+    for weights in EVAL_WEIGHTS:
+        gains = np.array(
+            [
+                runs[f"{arm}_s{seed}"]["miou"][weights]
+                - runs[f"{baseline}_s{seed}"]["miou"][weights]
+                for seed in seeds
+            ]
+        )
+        result[weights] = gains.tolist()
+        result[f"{weights}_mean"] = float(gains.mean())
+        result[f"{weights}_std"] = float(gains.std(ddof=1)) if gains.size > 1 else None
+    result["target"] = comparison.target
+    if comparison.target is not None:
+        reached = 100 * result["ema_mean"] >= comparison.target and min(result["ema"]) > 0
+        result["verdict"] = (
+            "undecided" if len(seeds) < TARGET_SEEDS else "met" if reached else "not met"
+        )
+    return result
+
+
+def comparison_table(comparisons: list[dict]) -> str:
+    """The paired gains (in mIoU points): per seed, mean +- sample std, and any target's verdict."""
+
+    def cell(entry, weights):
+        gains = " ".join(f"{100 * gain:+.2f}" for gain in entry[weights])
+        if len(entry[weights]) == 1:
+            return gains
+        mean, std = 100 * entry[f"{weights}_mean"], 100 * entry[f"{weights}_std"]
+        return f"{mean:+.2f} +- {std:.2f} ({gains})"
+
+    lines = [
+        "| comparison | seeds | gain, EMA weights | gain, student weights | target (EMA) |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in comparisons:
+        target = (
+            "-"
+            if entry["target"] is None
+            else f"+{entry['target']:.1f} on {TARGET_SEEDS} seeds, each ahead: {entry['verdict']}"
+        )
+        seeds = ",".join(str(seed) for seed in entry["seeds"])
+        lines.append(
+            f"| {entry['label']} | {seeds} | {cell(entry, 'ema')} | {cell(entry, 'student')} "
+            f"| {target} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Means of each `window` consecutive values: float [N] -> [N - window + 1] (N >= window)."""
     return np.convolve(values, np.full(window, 1.0 / window), mode="valid")
@@ -702,10 +811,19 @@ def write_results(study: Study, args) -> None:
     if not runs:
         return
     arms = summarize_arms(study, runs)
+    compared = [
+        entry
+        for entry in (compare(study, runs, comparison) for comparison in study.comparisons)
+        if entry is not None
+    ]
     os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
     with open(args.results + ".json", "w") as out:
-        json.dump({"command": " ".join(sys.argv), "arms": arms, "runs": runs}, out, indent=1)
-    tables = markdown_table(arms) + "\nPer-class IoU %, EMA weights:\n\n" + class_table(arms)
+        record = {"command": " ".join(sys.argv), "arms": arms, "comparisons": compared}
+        json.dump({**record, "runs": runs}, out, indent=1)
+    tables = markdown_table(arms)
+    if compared:
+        tables += "\nPaired by seed, mIoU points:\n\n" + comparison_table(compared)
+    tables += "\nPer-class IoU %, EMA weights:\n\n" + class_table(arms)
     with open(args.results + ".md", "w") as out:
         out.write(tables)
     plot(study, runs, arms, args.results + ".png")
