@@ -282,7 +282,9 @@ def test_comparisons_pair_seeds_and_judge_the_target_on_three(runner):
     assert entry["ema"] == pytest.approx([0.03, 0.04])
     assert entry["student"] == pytest.approx([0.03, 0.01])
     assert entry["student_std"] == pytest.approx(np.std([0.03, 0.01], ddof=1))
-    assert entry["verdict"] == "undecided"  # 2 seeds of 3
+    assert entry["verdict"] == "undecided"  # 2 seeds of 3, each ahead
+    behind = {**runs, "supervised_1500_s1": fake_run(0.60, 0.55)}
+    assert runner.compare(study, behind, target)["verdict"] == "not met"  # seed 1 behind
     runs["supervised_1500_s2"] = fake_run(0.61, 0.59)  # seed 2 behind: -1.0
     entry = runner.compare(study, runs, target)
     assert entry["ema_mean"] == pytest.approx(0.02) and entry["verdict"] == "not met"

@@ -637,8 +637,9 @@ def class_table(arms: dict[str, dict]) -> str:
 def compare(study: Study, runs: dict[str, dict], comparison: Comparison) -> dict | None:
     """The arm minus its baseline on each seed both ran (val mIoU, EMA and student weights),
     their mean and spread, and the verdict on `comparison.target` (EMA weights): "met" when the
-    mean over >= TARGET_SEEDS seeds reaches it with every seed ahead, "not met", or "undecided"
-    (fewer seeds); None while no seed has both runs or a "{choice}" lacks its seed-0 runs."""
+    mean over >= TARGET_SEEDS seeds reaches it with every seed ahead, "not met" (from the first
+    seed that is not ahead), or "undecided" (fewer seeds, each ahead so far); None while no seed
+    has both runs or a "{choice}" lacks its seed-0 runs."""
     run_scores = {name: run["miou"]["ema"] for name, run in runs.items()}
     try:
         arm, baseline = (
@@ -666,10 +667,13 @@ def compare(study: Study, runs: dict[str, dict], comparison: Comparison) -> dict
         result[f"{weights}_std"] = float(gains.std(ddof=1)) if gains.size > 1 else None
     result["target"] = comparison.target
     if comparison.target is not None:
-        reached = 100 * result["ema_mean"] >= comparison.target and min(result["ema"]) > 0
-        result["verdict"] = (
-            "undecided" if len(seeds) < TARGET_SEEDS else "met" if reached else "not met"
-        )
+        if min(result["ema"]) <= 0:
+            result["verdict"] = "not met"  # a seed behind: no further seed changes that
+        elif len(seeds) < TARGET_SEEDS:
+            result["verdict"] = "undecided"
+        else:
+            reached = 100 * result["ema_mean"] >= comparison.target
+            result["verdict"] = "met" if reached else "not met"
     return result
 
 
