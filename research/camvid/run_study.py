@@ -294,7 +294,7 @@ def best_arm(scores: dict[str, float]) -> str:
     """
     ran = [arm for arm in RECIPE_SEMI_ARMS if arm in scores]
     if not ran:
-        raise KeyError(next(iter(RECIPE_SEMI_ARMS)))  # the rule needs one, the first in line
+        raise KeyError(RECIPE_SEMI_ARMS[0])  # the rule needs one, the first in line
     return max(ran, key=lambda arm: scores[arm] - scores[recipe_baseline(arm)])
 
 
